@@ -1,0 +1,156 @@
+"""The whole TOA exception tree, in one place.
+
+```
+TOAError                          base of everything TOA raises on purpose
+├── ConfigError                   a configuration value is wrong (names file and field)
+├── InputError                    a prompt row is bad (names file, line and reason)
+└── AgentError                    a call to an agent failed (names agent and endpoint)
+    ├── RetryableAgentError       worth another try, after a backoff
+    │   ├── AgentConnectionError  refused, reset or dropped connection
+    │   ├── AgentTimeoutError     no answer within the timeout
+    │   ├── RateLimitError        HTTP 429 (carries Retry-After in seconds, when given)
+    │   └── ServerError           HTTP 5xx
+    ├── FatalAgentError           retrying cannot help: the play fails at once
+    │   ├── InvalidRequestError   HTTP 400/404/422 and other 4xx
+    │   │   └── ContextLengthError    the prompt does not fit the model's context
+    │   ├── AuthenticationError   HTTP 401/403 or a missing API key variable
+    │   └── ResponseFormatError   the server answered 2xx with something not OpenAI-shaped
+    └── AgentUnavailableError     every replica of the agent is out (circuit breakers open)
+```
+
+Low-level errors (aiohttp, JSON) are translated once, at the client boundary, and chained with
+``raise ... from``. Messages say what happened, where, and what to do. No message, repr or
+attribute ever holds an API key.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgentConnectionError",
+    "AgentError",
+    "AgentTimeoutError",
+    "AgentUnavailableError",
+    "AuthenticationError",
+    "ConfigError",
+    "ContextLengthError",
+    "FatalAgentError",
+    "InputError",
+    "InvalidRequestError",
+    "RateLimitError",
+    "ResponseFormatError",
+    "RetryableAgentError",
+    "ServerError",
+    "TOAError",
+    "is_retryable",
+]
+
+
+class TOAError(Exception):
+    """Base class of every error TOA raises on purpose."""
+
+
+class ConfigError(TOAError):
+    """A configuration value is invalid; the message names the file, field and allowed values."""
+
+
+class InputError(TOAError):
+    """A prompt row cannot be used. The message names the file, the line and the reason."""
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(f"{where}{message}")
+        self.path = path
+        self.line = line
+
+
+class AgentError(TOAError):
+    """A call to an agent failed.
+
+    Attributes:
+        agent: the agent's configured name.
+        endpoint: the base URL the failing request went to ('' when none was tried).
+        status: the HTTP status, when the server answered.
+    """
+
+    def __init__(
+        self, message: str, *, agent: str, endpoint: str = "", status: int | None = None
+    ) -> None:
+        where = f"agent {agent!r}"
+        if endpoint:
+            where += f" at {endpoint}"
+        if status is not None:
+            where += f" (HTTP {status})"
+        super().__init__(f"{where}: {message}")
+        self.agent = agent
+        self.endpoint = endpoint
+        self.status = status
+
+
+class RetryableAgentError(AgentError):
+    """A transient failure: the client retries it with backoff, a bounded number of times."""
+
+
+class AgentConnectionError(RetryableAgentError):
+    """The connection was refused, reset or dropped before a full response arrived."""
+
+
+class AgentTimeoutError(RetryableAgentError):
+    """The server did not answer within the agent's `timeout_s`."""
+
+
+class RateLimitError(RetryableAgentError):
+    """HTTP 429. `retry_after_s` is the server's Retry-After, in seconds, when it sent one."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        agent: str,
+        endpoint: str = "",
+        status: int | None = 429,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message, agent=agent, endpoint=endpoint, status=status)
+        self.retry_after_s = retry_after_s
+
+
+class ServerError(RetryableAgentError):
+    """HTTP 5xx from the server."""
+
+
+class FatalAgentError(AgentError):
+    """A failure that another try cannot fix; the play that made the call fails at once."""
+
+
+class InvalidRequestError(FatalAgentError):
+    """The server rejected the request (HTTP 4xx other than 401/403/429)."""
+
+
+class ContextLengthError(InvalidRequestError):
+    """The prompt plus max_tokens exceeds the model's context window."""
+
+
+class AuthenticationError(FatalAgentError):
+    """HTTP 401/403, or the environment variable that should hold the API key is not set."""
+
+
+class ResponseFormatError(FatalAgentError):
+    """The server answered 2xx but the body is not an OpenAI-compatible response."""
+
+
+class AgentUnavailableError(AgentError):
+    """Every replica of the agent is out (its circuit breakers are open); try again later.
+
+    The search treats the agent as absent from its action set until `retry_in_s` has passed.
+    """
+
+    def __init__(self, message: str, *, agent: str, retry_in_s: float) -> None:
+        super().__init__(message, agent=agent)
+        self.retry_in_s = retry_in_s
+
+
+def is_retryable(error: BaseException) -> bool:
+    """True for failures worth another try: connection errors, timeouts, 429 and 5xx."""
+    return isinstance(error, RetryableAgentError)

@@ -1,0 +1,21 @@
+"""Helpers for tests (users' too): simulated worlds and the fake OpenAI-compatible server."""
+
+from __future__ import annotations
+
+from toa.testing.world import (
+    AgentProfile,
+    World,
+    decode_quality,
+    encode_quality,
+    prompt_family,
+    qualities_in,
+)
+
+__all__ = [
+    "AgentProfile",
+    "World",
+    "decode_quality",
+    "encode_quality",
+    "prompt_family",
+    "qualities_in",
+]

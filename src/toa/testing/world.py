@@ -1,0 +1,251 @@
+"""Simulated worlds: agents with hidden quality, for tests and benchmarks of search.
+
+A world is pure (no I/O, no clock). Both the fake OpenAI-compatible server
+(`toa.testing.server`) and in-memory search contexts use it, so a search behaves the same whether
+it talks HTTP or not.
+
+Dynamics (these are what search tests and benchmarks rely on; change them only on purpose):
+
+* Quality. Every response has a hidden quality q in [0, 1]. The response text ends with a marker
+  ``[[toa-q=0.123456]]`` that `decode_quality` reads back exactly (the `simulated` reward).
+* Families. A prompt's family is ``blake2b(prompt text) mod n_families``: stable across processes
+  and Python versions. The best agent, and the best workflow, may differ per family.
+* Fresh answer (the request carries no marker): ``q = clip(N(fresh_mean[family], fresh_std))``.
+* Refinement (exactly one marker in the request: the parent's quality p):
+  ``g = refine_gain[family]``; the expected move is ``g * (1 - p)`` when g >= 0 (closes a fraction
+  of the gap to 1, so gains shrink as p grows) and ``g * p`` when g < 0 (loses a fraction of p);
+  then ``q = clip(p + move + N(0, refine_std))``.
+* Aggregation (two or more markers, best parent quality m):
+  ``q = clip(m + aggregate_gain * (1 - m) + N(0, refine_std))``.
+* Randomness. The noise is drawn from a generator seeded by (world seed, agent, request text,
+  sample key). The sample key is the request's ``seed`` field when it has one; otherwise the server
+  counts how many times it has seen that exact request, so repeated identical requests give
+  different samples while a seeded replay gives the same ones.
+
+The three named worlds (three agents ``agent_a``, ``agent_b``, ``agent_c``; three families):
+
+* ``helps`` (default): refinement helps; the best fresh agent differs by family
+  (a in family 0, b in family 1, c in family 2; c is best on average, a worst); a is the best
+  refiner, c the weakest.
+* ``hurts``: same fresh answers, but every rewrite is on average worse than its parent.
+* ``dominant``: ``agent_c`` is best fresh and best at refining in every family.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+import struct
+from dataclasses import dataclass, field
+
+__all__ = [
+    "QUALITY_MARKER_RE",
+    "AgentProfile",
+    "World",
+    "decode_quality",
+    "encode_quality",
+    "prompt_family",
+    "qualities_in",
+]
+
+QUALITY_MARKER_RE = re.compile(r"\[\[toa-q=([01]\.\d{6})\]\]")
+
+_FILLER = tuple(
+    [
+        "the",
+        "answer",
+        "follows",
+        "from",
+        "the",
+        "question",
+        "by",
+        "careful",
+        "reasoning",
+        "step",
+        "by",
+        "step",
+        "and",
+        "a",
+        "short",
+        "check",
+        "of",
+        "each",
+        "intermediate",
+        "result",
+        "against",
+        "the",
+        "constraints",
+        "given",
+        "so",
+        "that",
+        "nothing",
+        "is",
+        "left",
+        "out",
+    ]
+)
+
+
+def encode_quality(q: float) -> str:
+    """The marker that carries hidden quality q (clipped to [0, 1], six decimals)."""
+    return f"[[toa-q={min(1.0, max(0.0, q)):.6f}]]"
+
+
+def qualities_in(text: str) -> list[float]:
+    """Every quality marker found in `text`, in order."""
+    return [float(m) for m in QUALITY_MARKER_RE.findall(text)]
+
+
+def decode_quality(text: str) -> float | None:
+    """The hidden quality of a response (its last marker), or None when it carries none."""
+    found = qualities_in(text)
+    return found[-1] if found else None
+
+
+def prompt_family(prompt_text: str, n_families: int) -> int:
+    """The family of a prompt: a stable hash of its text modulo `n_families`."""
+    digest = hashlib.blake2b(prompt_text.encode("utf-8"), digest_size=8).digest()
+    return int(struct.unpack("<Q", digest)[0] % n_families)
+
+
+def _clip(q: float) -> float:
+    return min(1.0, max(0.0, q))
+
+
+@dataclass(frozen=True, slots=True)
+class AgentProfile:
+    """Hidden behaviour of one simulated agent. Per-family tuples have one entry per family."""
+
+    name: str
+    fresh_mean: tuple[float, ...]
+    refine_gain: tuple[float, ...]
+    fresh_std: float = 0.12
+    refine_std: float = 0.06
+    aggregate_gain: float = 0.15
+    words: int = 24  # length of the filler text of a response, in words
+
+
+@dataclass(frozen=True)
+class World:
+    """A set of agent profiles over `n_families` prompt families, with a seed."""
+
+    agents: tuple[AgentProfile, ...]
+    n_families: int = 3
+    seed: int = 0
+    name: str = "custom"
+    _by_name: dict[str, AgentProfile] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_name = {a.name: a for a in self.agents}
+        if len(by_name) != len(self.agents):
+            raise ValueError("agent names in a world must be unique")
+        for a in self.agents:
+            if len(a.fresh_mean) != self.n_families or len(a.refine_gain) != self.n_families:
+                raise ValueError(
+                    f"agent {a.name!r}: per-family tuples need {self.n_families} values"
+                )
+        object.__setattr__(self, "_by_name", by_name)
+
+    @classmethod
+    def named(cls, name: str, *, seed: int = 0) -> World:
+        """One of the documented worlds: 'helps', 'hurts' or 'dominant'."""
+        try:
+            agents = _NAMED_WORLDS[name]
+        except KeyError:
+            raise ValueError(
+                f"unknown world {name!r}; choose one of {sorted(_NAMED_WORLDS)}"
+            ) from None
+        return cls(agents=agents, seed=seed, name=name)
+
+    @property
+    def agent_names(self) -> tuple[str, ...]:
+        return tuple(a.name for a in self.agents)
+
+    def profile(self, agent: str) -> AgentProfile:
+        """The profile of `agent`; KeyError names the known agents."""
+        try:
+            return self._by_name[agent]
+        except KeyError:
+            raise KeyError(f"unknown agent {agent!r}; this world has {self.agent_names}") from None
+
+    def rng(self, agent: str, request_text: str, sample_key: int | str) -> random.Random:
+        """The noise generator for one request (see the module docstring)."""
+        material = f"{self.seed}\x1f{agent}\x1f{sample_key}\x1f{request_text}".encode()
+        digest = hashlib.blake2b(material, digest_size=8).digest()
+        return random.Random(struct.unpack("<Q", digest)[0])
+
+    def quality(
+        self, agent: str, prompt_text: str, parent_qualities: list[float], rng: random.Random
+    ) -> float:
+        """Quality of a new response: fresh, refinement or aggregation, by number of parents."""
+        p = self.profile(agent)
+        family = prompt_family(prompt_text, self.n_families)
+        if not parent_qualities:
+            return _clip(rng.gauss(p.fresh_mean[family], p.fresh_std))
+        if len(parent_qualities) == 1:
+            parent = parent_qualities[0]
+            gain = p.refine_gain[family]
+            move = gain * (1.0 - parent) if gain >= 0 else gain * parent
+            return _clip(parent + move + rng.gauss(0.0, p.refine_std))
+        best = max(parent_qualities)
+        return _clip(best + p.aggregate_gain * (1.0 - best) + rng.gauss(0.0, p.refine_std))
+
+    def respond(
+        self, agent: str, prompt_text: str, request_text: str, sample_key: int | str
+    ) -> tuple[str, float]:
+        """A response text and its hidden quality for one request.
+
+        `prompt_text` decides the family; `request_text` is everything the agent was sent (its
+        markers are the parents' qualities, and it seeds the noise with `sample_key`).
+        """
+        rng = self.rng(agent, request_text, sample_key)
+        # Rounded to the marker's precision, so the simulated reward reads back exactly q.
+        q = round(self.quality(agent, prompt_text, qualities_in(request_text), rng), 6)
+        n_words = self.profile(agent).words
+        start = rng.randrange(len(_FILLER))
+        words = [_FILLER[(start + i) % len(_FILLER)] for i in range(n_words)]
+        return f"{agent}: {' '.join(words)} {encode_quality(q)}", q
+
+
+def _profiles(
+    fresh: dict[str, tuple[float, float, float]], gains: dict[str, tuple[float, float, float]]
+) -> tuple[AgentProfile, ...]:
+    return tuple(AgentProfile(name, fresh[name], gains[name]) for name in sorted(fresh))
+
+
+_FRESH_VARIED = {
+    "agent_a": (0.52, 0.30, 0.34),
+    "agent_b": (0.36, 0.50, 0.38),
+    "agent_c": (0.44, 0.43, 0.55),
+}
+_NAMED_WORLDS: dict[str, tuple[AgentProfile, ...]] = {
+    "helps": _profiles(
+        _FRESH_VARIED,
+        {
+            "agent_a": (0.30, 0.22, 0.26),
+            "agent_b": (0.12, 0.20, 0.10),
+            "agent_c": (0.06, 0.08, 0.12),
+        },
+    ),
+    "hurts": _profiles(
+        _FRESH_VARIED,
+        {
+            "agent_a": (-0.10, -0.15, -0.12),
+            "agent_b": (-0.18, -0.08, -0.15),
+            "agent_c": (-0.14, -0.16, -0.06),
+        },
+    ),
+    "dominant": _profiles(
+        {
+            "agent_a": (0.35, 0.33, 0.36),
+            "agent_b": (0.38, 0.36, 0.34),
+            "agent_c": (0.62, 0.60, 0.64),
+        },
+        {
+            "agent_a": (0.05, 0.06, 0.04),
+            "agent_b": (0.06, 0.05, 0.07),
+            "agent_c": (0.20, 0.22, 0.18),
+        },
+    ),
+}
