@@ -17,6 +17,7 @@ __all__ = [
     "Prompt",
     "Role",
     "SamplingParams",
+    "ScoreFailure",
     "Usage",
 ]
 
@@ -172,3 +173,20 @@ def as_messages(messages: Sequence[Message] | str) -> tuple[Message, ...]:
     if isinstance(messages, str):
         return (Message("user", messages),)
     return tuple(messages)
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreFailure:
+    """A reward that could not be computed for one response. Never ranked, never a 0.
+
+    Attributes:
+        message: what went wrong, for the run's records.
+        error_type: the exception class name, when the failure came from one.
+    """
+
+    message: str
+    error_type: str = ""
+
+
+Score = float | ScoreFailure
+"""One reward result: a raw score, or the failure that stands in its place."""

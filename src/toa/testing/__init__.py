@@ -7,6 +7,7 @@ from toa.testing.world import (
     World,
     decode_quality,
     encode_quality,
+    family_marker,
     prompt_family,
     qualities_in,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "World",
     "decode_quality",
     "encode_quality",
+    "family_marker",
     "prompt_family",
     "qualities_in",
 ]

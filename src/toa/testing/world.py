@@ -8,8 +8,11 @@ Dynamics (these are what search tests and benchmarks rely on; change them only o
 
 * Quality. Every response has a hidden quality q in [0, 1]. The response text ends with a marker
   ``[[toa-q=0.123456]]`` that `decode_quality` reads back exactly (the `simulated` reward).
-* Families. A prompt's family is ``blake2b(prompt text) mod n_families``: stable across processes
-  and Python versions. The best agent, and the best workflow, may differ per family.
+* Families. A request's family is N mod n_families when its text holds a marker
+  ``[[toa-family=N]]`` (put it in the prompt: every fresh, refine or aggregate request built from
+  that prompt then has the same family, whatever template wraps it; `family_marker` makes one);
+  otherwise ``blake2b(text without quality markers) mod n_families``. Both are stable across
+  processes and Python versions. The best agent, and the best workflow, may differ per family.
 * Fresh answer (the request carries no marker): ``q = clip(N(fresh_mean[family], fresh_std))``.
 * Refinement (exactly one marker in the request: the parent's quality p):
   ``g = refine_gain[family]``; the expected move is ``g * (1 - p)`` when g >= 0 (closes a fraction
@@ -40,16 +43,19 @@ import struct
 from dataclasses import dataclass, field
 
 __all__ = [
+    "FAMILY_MARKER_RE",
     "QUALITY_MARKER_RE",
     "AgentProfile",
     "World",
     "decode_quality",
     "encode_quality",
+    "family_marker",
     "prompt_family",
     "qualities_in",
 ]
 
 QUALITY_MARKER_RE = re.compile(r"\[\[toa-q=([01]\.\d{6})\]\]")
+FAMILY_MARKER_RE = re.compile(r"\[\[toa-family=(\d+)\]\]")
 
 _FILLER = tuple(
     [
@@ -103,9 +109,18 @@ def decode_quality(text: str) -> float | None:
     return found[-1] if found else None
 
 
-def prompt_family(prompt_text: str, n_families: int) -> int:
-    """The family of a prompt: a stable hash of its text modulo `n_families`."""
-    digest = hashlib.blake2b(prompt_text.encode("utf-8"), digest_size=8).digest()
+def family_marker(family: int) -> str:
+    """The marker that pins a prompt (and every request built from it) to `family`."""
+    return f"[[toa-family={family}]]"
+
+
+def prompt_family(text: str, n_families: int) -> int:
+    """The family of a request text: its family marker, else a stable hash (module docstring)."""
+    marker = FAMILY_MARKER_RE.search(text)
+    if marker is not None:
+        return int(marker.group(1)) % n_families
+    stripped = QUALITY_MARKER_RE.sub("", text)
+    digest = hashlib.blake2b(stripped.encode("utf-8"), digest_size=8).digest()
     return int(struct.unpack("<Q", digest)[0] % n_families)
 
 
@@ -176,11 +191,10 @@ class World:
         return random.Random(struct.unpack("<Q", digest)[0])
 
     def quality(
-        self, agent: str, prompt_text: str, parent_qualities: list[float], rng: random.Random
+        self, agent: str, family: int, parent_qualities: list[float], rng: random.Random
     ) -> float:
         """Quality of a new response: fresh, refinement or aggregation, by number of parents."""
         p = self.profile(agent)
-        family = prompt_family(prompt_text, self.n_families)
         if not parent_qualities:
             return _clip(rng.gauss(p.fresh_mean[family], p.fresh_std))
         if len(parent_qualities) == 1:
@@ -191,17 +205,16 @@ class World:
         best = max(parent_qualities)
         return _clip(best + p.aggregate_gain * (1.0 - best) + rng.gauss(0.0, p.refine_std))
 
-    def respond(
-        self, agent: str, prompt_text: str, request_text: str, sample_key: int | str
-    ) -> tuple[str, float]:
+    def respond(self, agent: str, request_text: str, sample_key: int | str) -> tuple[str, float]:
         """A response text and its hidden quality for one request.
 
-        `prompt_text` decides the family; `request_text` is everything the agent was sent (its
-        markers are the parents' qualities, and it seeds the noise with `sample_key`).
+        `request_text` is everything the agent was sent: it decides the family, its quality
+        markers are the parents' qualities, and with `sample_key` it seeds the noise.
         """
         rng = self.rng(agent, request_text, sample_key)
+        family = prompt_family(request_text, self.n_families)
         # Rounded to the marker's precision, so the simulated reward reads back exactly q.
-        q = round(self.quality(agent, prompt_text, qualities_in(request_text), rng), 6)
+        q = round(self.quality(agent, family, qualities_in(request_text), rng), 6)
         n_words = self.profile(agent).words
         start = rng.randrange(len(_FILLER))
         words = [_FILLER[(start + i) % len(_FILLER)] for i in range(n_words)]
