@@ -1,0 +1,393 @@
+"""The agent client: the only module in TOA that speaks HTTP.
+
+One `AgentPool` owns one aiohttp session shared by every agent; each `AgentClient` adds, for its
+agent: replicas chosen by least in-flight requests, a concurrency limit, an optional
+requests-per-minute limit, timeouts, bounded retries with backoff and jitter (retryable failures
+only, Retry-After honoured), and a circuit breaker per replica. When every replica is out the
+client raises `AgentUnavailableError` at once instead of waiting, and `is_available()` says so
+beforehand, so a search can skip the agent.
+
+aiohttp was chosen over the openai SDK by measurement: see benchmarks/client_throughput.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from toa.agents.breaker import CircuitBreaker, RateLimiter
+from toa.agents.spec import AgentSpec
+from toa.agents.wire import build_body, endpoint_path, error_for_status, parse_choice
+from toa.errors import (
+    AgentConnectionError,
+    AgentError,
+    AgentTimeoutError,
+    AgentUnavailableError,
+    ConfigError,
+    FatalAgentError,
+    RateLimitError,
+    ResponseFormatError,
+    RetryableAgentError,
+)
+from toa.types import Completion, Message, SamplingParams, as_messages
+
+__all__ = ["AgentClient", "AgentPool", "AgentStats", "Endpoint"]
+
+logger = logging.getLogger(__name__)
+
+
+class _Secret:
+    """Holds an API key; its repr and str never show it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "_Secret('***')"
+
+    __str__ = __repr__
+
+
+@dataclass(slots=True)
+class AgentStats:
+    """Counters of one agent's client, for progress displays and tests."""
+
+    calls: int = 0  # generate() calls
+    succeeded: int = 0
+    failed: int = 0
+    attempts: int = 0  # HTTP requests sent, retries included
+    retries: int = 0
+    unavailable: int = 0  # calls refused at once because every replica was out
+
+
+class Endpoint:
+    """One replica: its URL, requests in flight, and its circuit breaker."""
+
+    __slots__ = ("base_url", "breaker", "in_flight", "url")
+
+    def __init__(self, base_url: str, url: str, breaker: CircuitBreaker) -> None:
+        self.base_url = base_url
+        self.url = url
+        self.breaker = breaker
+        self.in_flight = 0
+
+
+class AgentClient:
+    """Generates completions for one agent. Build it through `AgentPool`.
+
+    Args:
+        spec: the agent's settings.
+        session: the shared aiohttp session (not owned).
+        rng: source of backoff jitter (seed it for reproducible timings in tests).
+        clock: monotonic clock used by breakers and the rate limiter.
+    """
+
+    def __init__(
+        self,
+        spec: AgentSpec,
+        session: aiohttp.ClientSession,
+        *,
+        rng: random.Random | None = None,
+        clock: Any = time.monotonic,
+    ) -> None:
+        self.spec = spec
+        self.stats = AgentStats()
+        self._session = session
+        self._rng = rng or random.Random()
+        self._secret = _read_key(spec)
+        path = endpoint_path(spec)
+        self.endpoints = tuple(
+            Endpoint(u, u + path, CircuitBreaker(spec.breaker, label=u, clock=clock))
+            for u in spec.base_urls
+        )
+        self._slots = asyncio.Semaphore(spec.max_concurrency)
+        self._limiter = (
+            RateLimiter(spec.requests_per_minute, clock=clock) if spec.requests_per_minute else None
+        )
+        self._headers = {"Content-Type": "application/json"}
+        if self._secret is not None:
+            self._headers["Authorization"] = f"Bearer {self._secret.reveal()}"
+        self._timeout = aiohttp.ClientTimeout(
+            total=spec.timeout_s, sock_connect=min(spec.connect_timeout_s, spec.timeout_s)
+        )
+        self._turn = 0  # rotates ties between equally loaded replicas
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    def __repr__(self) -> str:
+        return f"AgentClient(name={self.name!r}, endpoints={len(self.endpoints)})"
+
+    def is_available(self) -> bool:
+        """False when every replica's breaker is open (the search should skip this agent)."""
+        return any(e.breaker.is_ready() for e in self.endpoints)
+
+    def retry_in_s(self) -> float:
+        """Seconds until some replica may take a request again (0 when one may now)."""
+        return min(e.breaker.retry_in_s() for e in self.endpoints)
+
+    async def generate(
+        self, messages: Sequence[Message] | str, *, sampling: SamplingParams | None = None
+    ) -> Completion:
+        """One completion of `messages`, retried as the policy allows.
+
+        Raises:
+            FatalAgentError: a failure retrying cannot fix (400, context length, 401/403, a reply
+                that is not OpenAI-shaped); raised at once.
+            RetryableAgentError: the last transient failure, once `max_attempts` are spent.
+            AgentUnavailableError: every replica is out; raised without waiting.
+        """
+        self.stats.calls += 1
+        body = build_body(self.spec, as_messages(messages), sampling or self.spec.sampling)
+        payload = json.dumps(body).encode()
+        try:
+            completion = await self._generate_with_retries(payload)
+        except AgentError:
+            self.stats.failed += 1
+            raise
+        self.stats.succeeded += 1
+        return completion
+
+    async def _generate_with_retries(self, payload: bytes) -> Completion:
+        policy = self.spec.retry
+        last: RetryableAgentError | None = None
+        for attempt in range(1, policy.max_attempts + 1):
+            try:
+                completion = await self._attempt(payload, last=last)
+            except RetryableAgentError as error:
+                last = error
+                if attempt == policy.max_attempts:
+                    break
+                self.stats.retries += 1
+                retry_after = error.retry_after_s if isinstance(error, RateLimitError) else None
+                delay = policy.delay_s(attempt, self._rng, retry_after)
+                logger.debug("%s; retry %d in %.2f s", error, attempt, delay)
+                await asyncio.sleep(delay)
+            else:
+                return completion if attempt == 1 else _with_attempts(completion, attempt)
+        assert last is not None
+        last.add_note(f"gave up after {policy.max_attempts} attempts")
+        raise last
+
+    def _claim_endpoint(self, *, avoid: str | None) -> Endpoint | None:
+        """The ready replica with the fewest requests in flight (preferring not `avoid`)."""
+        ready = [e for e in self.endpoints if e.breaker.is_ready()]
+        if len(ready) > 1 and avoid is not None:
+            ready = [e for e in ready if e.base_url != avoid] or ready
+        if not ready:
+            return None
+        self._turn += 1
+        n = len(ready)
+        best = min(range(n), key=lambda i: (ready[i].in_flight, (i - self._turn) % n))
+        endpoint = ready[best]
+        endpoint.breaker.try_acquire()
+        return endpoint
+
+    def _unavailable(self, last: AgentError | None) -> AgentUnavailableError:
+        self.stats.unavailable += 1
+        wait_s = self.retry_in_s()
+        error = AgentUnavailableError(
+            f"all {len(self.endpoints)} replica(s) are out after repeated failures; the next "
+            f"probe is in {wait_s:.1f} s. Check that the servers are up"
+            + (f" (last failure: {last})" if last else ""),
+            agent=self.name,
+            retry_in_s=wait_s,
+        )
+        error.__cause__ = last
+        return error
+
+    async def _attempt(self, payload: bytes, *, last: AgentError | None) -> Completion:
+        """One HTTP request, under the concurrency and rate limits, to the replica chosen once a
+        slot is free (so the choice sees the current load); records the outcome on its breaker.
+        """
+        async with self._slots:
+            if self._limiter is not None:
+                await self._limiter.acquire()
+            endpoint = self._claim_endpoint(avoid=last.endpoint if last else None)
+            if endpoint is None:
+                raise self._unavailable(last)
+            endpoint.in_flight += 1
+            self.stats.attempts += 1
+            try:
+                return await self._post_and_judge(endpoint, payload)
+            finally:
+                endpoint.in_flight -= 1
+
+    async def _post_and_judge(self, endpoint: Endpoint, payload: bytes) -> Completion:
+        verdict_given = False
+        try:
+            completion = await self._post(endpoint, payload)
+        except RateLimitError:
+            endpoint.breaker.record_success()  # busy, but alive
+            verdict_given = True
+            raise
+        except (RetryableAgentError, ResponseFormatError):
+            endpoint.breaker.record_failure()
+            verdict_given = True
+            raise
+        except FatalAgentError:
+            endpoint.breaker.record_success()  # it answered: the request was at fault
+            verdict_given = True
+            raise
+        else:
+            endpoint.breaker.record_success()
+            verdict_given = True
+            return completion
+        finally:
+            if not verdict_given:  # cancelled or an unexpected error: free a claimed probe
+                endpoint.breaker.release()
+
+    async def _post(self, endpoint: Endpoint, payload: bytes) -> Completion:
+        spec = self.spec
+        started = time.perf_counter()
+        try:
+            async with self._session.post(
+                endpoint.url, data=payload, headers=self._headers, timeout=self._timeout
+            ) as response:
+                body = await response.read()
+                status = response.status
+                retry_after = response.headers.get("Retry-After")
+        except TimeoutError as exc:
+            raise AgentTimeoutError(
+                f"no answer within {spec.timeout_s:g} s; raise timeout_s or check the server load",
+                agent=spec.name,
+                endpoint=endpoint.base_url,
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise AgentConnectionError(
+                f"connection failed ({type(exc).__name__}: {exc}); is the server running?",
+                agent=spec.name,
+                endpoint=endpoint.base_url,
+            ) from exc
+        if status >= 300:
+            secret = self._secret.reveal() if self._secret else None
+            raise error_for_status(
+                spec, endpoint.base_url, status, body, retry_after, secret=secret
+            )
+        try:
+            text, finish_reason, usage = parse_choice(spec, body)
+        except ResponseFormatError as exc:
+            exc.endpoint = endpoint.base_url
+            raise
+        return Completion(
+            agent=spec.name,
+            text=text,
+            usage=usage,
+            finish_reason=finish_reason,
+            endpoint=endpoint.base_url,
+            model=spec.model,
+            latency_s=time.perf_counter() - started,
+        )
+
+
+def _with_attempts(completion: Completion, attempts: int) -> Completion:
+    return replace(completion, attempts=attempts)
+
+
+def _read_key(spec: AgentSpec) -> _Secret | None:
+    if spec.api_key_env is None:
+        return None
+    value = os.environ.get(spec.api_key_env)
+    if not value:
+        raise ConfigError(
+            f"agent {spec.name!r}: environment variable {spec.api_key_env} (named by "
+            "api_key_env) is not set or empty; export it before the run"
+        )
+    return _Secret(value)
+
+
+class AgentPool:
+    """The clients of a set of agents over one shared HTTP session.
+
+    Use as ``async with AgentPool(specs) as pool: await pool["qwen"].generate(...)``.
+
+    Args:
+        specs: the agents (unique names).
+        seed: seeds the backoff jitter of every client (None = random).
+        connection_limit: open connections at most over all agents (0 = unlimited; the per-agent
+            `max_concurrency` limits already bound them).
+    """
+
+    def __init__(
+        self,
+        specs: Sequence[AgentSpec],
+        *,
+        seed: int | None = None,
+        connection_limit: int = 0,
+    ) -> None:
+        names = [s.name for s in specs]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"agent names must be unique, got {names}")
+        self._specs = tuple(specs)
+        self._seed = seed
+        self._connection_limit = connection_limit
+        self._session: aiohttp.ClientSession | None = None
+        self._clients: dict[str, AgentClient] = {}
+
+    async def __aenter__(self) -> AgentPool:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Open the shared session and build the clients (reads API keys from the environment)."""
+        if self._session is not None:
+            return
+        connector = aiohttp.TCPConnector(limit=self._connection_limit, ttl_dns_cache=300)
+        session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        try:
+            rng = random.Random(self._seed)
+            self._clients = {
+                s.name: AgentClient(s, session, rng=random.Random(rng.random()))
+                for s in self._specs
+            }
+        except BaseException:
+            await session.close()
+            raise
+        self._session = session
+
+    async def close(self) -> None:
+        """Close the shared session; in-flight requests are abandoned."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(s.name for s in self._specs)
+
+    def __getitem__(self, name: str) -> AgentClient:
+        try:
+            return self._clients[name]
+        except KeyError:
+            if self._session is None:
+                raise RuntimeError(
+                    "the pool is not open; use `async with AgentPool(...)`"
+                ) from None
+            raise KeyError(f"unknown agent {name!r}; known: {list(self._clients)}") from None
+
+    def __iter__(self) -> Iterator[AgentClient]:
+        return iter(self._clients.values())
