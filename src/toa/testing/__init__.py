@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+from toa.testing.server import (
+    FakeServer,
+    Faults,
+    ReceivedRequest,
+    build_world,
+    running_in_thread,
+    serve,
+)
 from toa.testing.world import (
     AgentProfile,
     World,
@@ -14,10 +22,16 @@ from toa.testing.world import (
 
 __all__ = [
     "AgentProfile",
+    "FakeServer",
+    "Faults",
+    "ReceivedRequest",
     "World",
+    "build_world",
     "decode_quality",
     "encode_quality",
     "family_marker",
     "prompt_family",
     "qualities_in",
+    "running_in_thread",
+    "serve",
 ]

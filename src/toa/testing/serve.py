@@ -1,0 +1,185 @@
+"""Running the fake server: worlds named as a configuration names them, a thread, the command line.
+
+`build_world` makes the world a ``toa fake-server`` command or a test asks for; `running_in_thread`
+runs a `FakeServer` for synchronous code; `serve` runs one until a signal (``toa fake-server``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from toa.testing.faults import Faults
+from toa.testing.world import World
+
+if TYPE_CHECKING:
+    # `toa.testing.server` re-exports this module's names, so the server is imported only
+    # when a function here needs it.
+    from toa.testing.server import FakeServer, Latency
+
+__all__ = ["build_world", "running_in_thread", "serve"]
+
+# The fake server logs under one name, whichever of its modules does the logging.
+logger = logging.getLogger("toa.testing.server")
+
+
+def build_world(
+    world_name: str = "helps", agents: Sequence[str] | str | None = None, seed: int = 0
+) -> World:
+    """The named world, with its agents named as a configuration names them.
+
+    Args:
+        world_name: 'helps', 'hurts' or 'dominant'.
+        agents: agent names (a sequence, or one comma-separated string); None or empty keeps the
+            world's own agents. A name the world has keeps its profile; the k-th other name
+            (k = 0, 1, ...) takes the profile of the world's agent number k modulo the number of
+            agents, in the world's order, renamed. The world then has exactly these agents.
+        seed: the world's seed.
+    """
+    base = World.named(world_name, seed=seed)
+    if isinstance(agents, str):
+        agents = agents.split(",")
+    names = [name.strip() for name in agents or () if name.strip()]
+    if not names:
+        return base
+    if len(set(names)) != len(names):
+        raise ValueError(f"agent names must be unique, got {names}")
+    profiles = []
+    spare = 0
+    for name in names:
+        if name in base.agent_names:
+            profiles.append(base.profile(name))
+        else:
+            profiles.append(replace(base.agents[spare % len(base.agents)], name=name))
+            spare += 1
+    return World(agents=tuple(profiles), n_families=base.n_families, seed=seed, name=base.name)
+
+
+@dataclass
+class _Thread:
+    ready: threading.Event = field(default_factory=threading.Event)
+    loop: asyncio.AbstractEventLoop | None = None
+    stop: asyncio.Event | None = None
+    error: BaseException | None = None
+
+
+@contextlib.contextmanager
+def running_in_thread(
+    world: World | None = None, *, start_timeout_s: float = 30.0, **kwargs: Any
+) -> Iterator[FakeServer]:
+    """Run a `FakeServer` on its own event loop in a daemon thread, for synchronous code.
+
+    `world` and `kwargs` are `FakeServer`'s arguments. The server is listening when the block
+    starts and closed when it ends. `stats`, `requests`, `set_faults` and the other controls may
+    be used from the calling thread.
+    """
+    from toa.testing.server import FakeServer
+
+    server = FakeServer(world, **kwargs)
+    state = _Thread()
+    thread = threading.Thread(
+        target=_run_in_thread, args=(server, state), name="toa-fake-server", daemon=True
+    )
+    thread.start()
+    if not state.ready.wait(start_timeout_s) or state.error is not None:
+        raise RuntimeError("the fake server thread could not start") from state.error
+    try:
+        yield server
+    finally:
+        if state.loop is not None and state.stop is not None and thread.is_alive():
+            state.loop.call_soon_threadsafe(state.stop.set)
+        thread.join()
+
+
+def _run_in_thread(server: FakeServer, state: _Thread) -> None:
+    """The thread of `running_in_thread`: serve until `state.stop` is set."""
+
+    async def main() -> None:
+        state.loop = asyncio.get_running_loop()
+        state.stop = asyncio.Event()
+        async with server:
+            state.ready.set()
+            await state.stop.wait()
+
+    try:
+        asyncio.run(main())
+    except BaseException as exc:  # reported to the caller by running_in_thread
+        state.error = exc
+    finally:
+        state.ready.set()
+
+
+def serve(
+    *,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    world_name: str = "helps",
+    agents: Sequence[str] | str | None = None,
+    latency_ms: Latency = 0.0,
+    fail_rate: float = 0.0,
+    seed: int = 0,
+    port_file: str | os.PathLike[str] | None = None,
+) -> None:
+    """Run a fake server until SIGINT or SIGTERM (``toa fake-server``); blocks.
+
+    Args:
+        port: TCP port; 0 picks a free one.
+        host: interface to listen on.
+        world_name: 'helps', 'hurts' or 'dominant'.
+        agents: agent names, see `build_world`.
+        latency_ms: delay per request, in milliseconds (fixed, or ``(lo, hi)``).
+        fail_rate: probability in [0, 1] that a request fails with HTTP 500.
+        seed: seed of the world and of the fault and latency draws.
+        port_file: when given, the bound port is written there (atomically, with a newline) once
+            the server listens, so a parent process can find it.
+    """
+    from toa.testing.server import FakeServer
+
+    world = build_world(world_name, agents, seed)
+    server = FakeServer(
+        world, host=host, port=port, latency_ms=latency_ms, faults=Faults(error_rate=fail_rate)
+    )
+    asyncio.run(_serve_until_signalled(server, port_file))
+
+
+async def _serve_until_signalled(
+    server: FakeServer, port_file: str | os.PathLike[str] | None
+) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed = []
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+            installed.append(signum)
+        except (NotImplementedError, RuntimeError, ValueError):  # Windows, or not main thread
+            pass
+    try:
+        async with server:
+            logger.info(
+                "fake OpenAI-compatible server listening on %s (world %r, agents %s)",
+                server.base_url,
+                server.world.name,
+                ", ".join(server.world.agent_names),
+            )
+            if port_file is not None:
+                _write_port_file(Path(port_file), server.port)
+            await stop.wait()
+            logger.info("fake server stopping")
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+
+
+def _write_port_file(path: Path, port: int) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(f"{port}\n", encoding="utf-8")
+    os.replace(tmp, path)
