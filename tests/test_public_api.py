@@ -6,7 +6,17 @@ import importlib
 
 import pytest
 
-MODULES = ["toa", "toa.agents", "toa.testing", "toa.errors", "toa.types"]
+MODULES = [
+    "toa",
+    "toa.agents",
+    "toa.config",
+    "toa.engine",
+    "toa.errors",
+    "toa.rewards",
+    "toa.search",
+    "toa.testing",
+    "toa.types",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -10,6 +10,7 @@ from toa.testing.server import (
     running_in_thread,
     serve,
 )
+from toa.testing.sim_context import SimulatedContext, simulated_prompts
 from toa.testing.world import (
     AgentProfile,
     World,
@@ -25,6 +26,7 @@ __all__ = [
     "FakeServer",
     "Faults",
     "ReceivedRequest",
+    "SimulatedContext",
     "World",
     "build_world",
     "decode_quality",
@@ -34,4 +36,5 @@ __all__ = [
     "qualities_in",
     "running_in_thread",
     "serve",
+    "simulated_prompts",
 ]

@@ -18,8 +18,9 @@ Dynamics (these are what search tests and benchmarks rely on; change them only o
   ``g = refine_gain[family]``; the expected move is ``g * (1 - p)`` when g >= 0 (closes a fraction
   of the gap to 1, so gains shrink as p grows) and ``g * p`` when g < 0 (loses a fraction of p);
   then ``q = clip(p + move + N(0, refine_std))``.
-* Aggregation (two or more markers, best parent quality m):
-  ``q = clip(m + aggregate_gain * (1 - m) + N(0, refine_std))``.
+* Aggregation (two or more markers, best parent quality m): with ``g = aggregate_gain``, the
+  same rule as refinement from m: ``q = clip(m + move + N(0, refine_std))``, ``move = g * (1 - m)``
+  when g >= 0, ``g * m`` when g < 0.
 * Randomness. The noise is drawn from a generator seeded by (world seed, agent, request text,
   sample key). The sample key is the request's ``seed`` field when it has one; otherwise the server
   counts how many times it has seen that exact request, so repeated identical requests give
@@ -30,7 +31,8 @@ The three named worlds (three agents ``agent_a``, ``agent_b``, ``agent_c``; thre
 * ``helps`` (default): refinement helps; the best fresh agent differs by family
   (a in family 0, b in family 1, c in family 2; c is best on average, a worst); a is the best
   refiner, c the weakest.
-* ``hurts``: same fresh answers, but every rewrite is on average worse than its parent.
+* ``hurts``: same fresh answers, but every rewrite (refinement or aggregation) is on average
+  worse than its (best) parent.
 * ``dominant``: ``agent_c`` is best fresh and best at refining in every family.
 """
 
@@ -203,7 +205,9 @@ class World:
             move = gain * (1.0 - parent) if gain >= 0 else gain * parent
             return _clip(parent + move + rng.gauss(0.0, p.refine_std))
         best = max(parent_qualities)
-        return _clip(best + p.aggregate_gain * (1.0 - best) + rng.gauss(0.0, p.refine_std))
+        gain = p.aggregate_gain
+        move = gain * (1.0 - best) if gain >= 0 else gain * best
+        return _clip(best + move + rng.gauss(0.0, p.refine_std))
 
     def respond(self, agent: str, request_text: str, sample_key: int | str) -> tuple[str, float]:
         """A response text and its hidden quality for one request.
@@ -222,9 +226,15 @@ class World:
 
 
 def _profiles(
-    fresh: dict[str, tuple[float, float, float]], gains: dict[str, tuple[float, float, float]]
+    fresh: dict[str, tuple[float, float, float]],
+    gains: dict[str, tuple[float, float, float]],
+    *,
+    aggregate_gain: float = 0.15,
 ) -> tuple[AgentProfile, ...]:
-    return tuple(AgentProfile(name, fresh[name], gains[name]) for name in sorted(fresh))
+    return tuple(
+        AgentProfile(name, fresh[name], gains[name], aggregate_gain=aggregate_gain)
+        for name in sorted(fresh)
+    )
 
 
 _FRESH_VARIED = {
@@ -248,6 +258,7 @@ _NAMED_WORLDS: dict[str, tuple[AgentProfile, ...]] = {
             "agent_b": (-0.18, -0.08, -0.15),
             "agent_c": (-0.14, -0.16, -0.06),
         },
+        aggregate_gain=-0.10,
     ),
     "dominant": _profiles(
         {

@@ -1,0 +1,244 @@
+"""The single-round and chain baselines of TOA_SPEC: random, prs, ensemble and seq-refine.
+
+Each spends exactly `budget` generations and scores every generated response exactly once. Their
+workflows are fixed by definition, so they do not consult `is_available`: a call to an agent that
+is out fails (`AgentUnavailableError`), costs its unit and is recorded like any failed call.
+Rewards are normalised with the default running rank only to fill the tree's `q` and visit
+statistics, so trees of every strategy read alike; no baseline decides anything from them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from toa.errors import ConfigError
+from toa.search._steps import generate_all, generate_into, score_into
+from toa.search.context import SearchContext, check_budget, derive_rng
+from toa.search.normalise import normalise_by_rank
+from toa.search.templates import Templates, fresh_messages, refine_messages
+from toa.search.tree import ROOT_ID, SearchTree
+from toa.types import Prompt
+
+__all__ = [
+    "PRSSearch",
+    "ParallelEnsemble",
+    "RandomSampling",
+    "SequentialRefine",
+    "SingleAgentConfig",
+]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SingleAgentConfig:
+    """Settings of the single-agent baselines (random, prs).
+
+    Attributes:
+        agent: the agent that answers; None = the context's first agent.
+    """
+
+    agent: str | None = None
+
+    def resolve(self, agents: tuple[str, ...], strategy: str) -> str:
+        """The agent to use; `ConfigError` when it is not one of `agents`."""
+        if not agents:
+            raise ConfigError(f"{strategy}: the context has no agents")
+        if self.agent is None:
+            return agents[0]
+        if self.agent not in agents:
+            raise ConfigError(f"{strategy}: agent {self.agent!r} is not one of {list(agents)}")
+        return self.agent
+
+
+def new_tree(
+    strategy: str, prompt: Prompt, agents: tuple[str, ...], budget: int, seed: int, **config: Any
+) -> SearchTree:
+    """An empty tree for a baseline run, its settings recorded in `config`."""
+    return SearchTree.new(
+        prompt_id=prompt.id,
+        strategy=strategy,
+        agents=agents,
+        budget=budget,
+        seed=seed,
+        config=config,
+    )
+
+
+class _Baseline:
+    """Shared construction: a config and the task's templates."""
+
+    name = ""
+
+    def __init__(self, *, templates: Templates | None = None) -> None:
+        self.templates = templates or Templates.for_task("instruction")
+
+    def __repr__(self) -> str:
+        config = getattr(self, "config", None)
+        inner = f"{config!r}, " if config is not None else ""
+        return f"{type(self).__name__}({inner}task={self.templates.task!r})"
+
+    async def _fresh(
+        self,
+        tree: SearchTree,
+        ctx: SearchContext,
+        prompt: Prompt,
+        counts: dict[str, int],
+        history: list[float],
+    ) -> list[int]:
+        """`counts[agent]` fresh samples per agent, generated concurrently, scored in one call."""
+        messages = fresh_messages(prompt, self.templates)
+        ids: list[int] = []
+        for agent, count in counts.items():
+            node = tree.agent_child(ROOT_ID, agent, "fresh")
+            ids.extend(tree.add_response(node) for _ in range(count))
+        await generate_all(tree, ctx, [(i, messages) for i in ids])
+        await score_into(tree, ctx, prompt, ids, normaliser=normalise_by_rank, history=history)
+        return ids
+
+
+class RandomSampling(_Baseline):
+    """Best-of-N (name 'random'): one agent, `budget` fresh samples, one score call."""
+
+    name = "random"
+
+    def __init__(
+        self, config: SingleAgentConfig | None = None, *, templates: Templates | None = None
+    ) -> None:
+        super().__init__(templates=templates)
+        self.config = config or SingleAgentConfig()
+
+    async def run(
+        self, prompt: Prompt, ctx: SearchContext, *, budget: int, seed: int
+    ) -> SearchTree:
+        """`budget` fresh samples from the configured agent."""
+        check_budget(budget, self.name)
+        agents = tuple(ctx.agents)
+        agent = self.config.resolve(agents, self.name)
+        tree = new_tree(self.name, prompt, agents, budget, seed, agent=agent, **_hashes(self))
+        await self._fresh(tree, ctx, prompt, {agent: budget}, [])
+        return tree
+
+
+class PRSSearch(_Baseline):
+    """PRS, single agent (name 'prs'): ceil(N/2) fresh samples, then floor(N/2) refinements of
+    the single best of them (by raw reward; ties: the earliest).
+
+    Two score calls, one per phase. When no fresh sample could be scored there is nothing to
+    refine, and the second half is spent on fresh samples as well.
+    """
+
+    name = "prs"
+
+    def __init__(
+        self, config: SingleAgentConfig | None = None, *, templates: Templates | None = None
+    ) -> None:
+        super().__init__(templates=templates)
+        self.config = config or SingleAgentConfig()
+
+    async def run(
+        self, prompt: Prompt, ctx: SearchContext, *, budget: int, seed: int
+    ) -> SearchTree:
+        """Half fresh, half refinements of the best fresh response."""
+        check_budget(budget, self.name)
+        agents = tuple(ctx.agents)
+        agent = self.config.resolve(agents, self.name)
+        tree = new_tree(self.name, prompt, agents, budget, seed, agent=agent, **_hashes(self))
+        n_refine = budget // 2
+        history: list[float] = []
+        fresh = await self._fresh(tree, ctx, prompt, {agent: budget - n_refine}, history)
+        best = max(
+            (tree.node(i) for i in fresh if tree.node(i).scored),
+            key=lambda n: (n.reward or 0.0, -n.id),
+            default=None,
+        )
+        if n_refine == 0:
+            return tree
+        if best is None:
+            await self._fresh(tree, ctx, prompt, {agent: n_refine}, history)
+            return tree
+        node = tree.add_agent(best.id, agent, "refine")
+        ids = [tree.add_response(node, parents=(best.id,)) for _ in range(n_refine)]
+        messages = refine_messages(prompt, best.text or "", self.templates)
+        await generate_all(tree, ctx, [(i, messages) for i in ids])
+        await score_into(tree, ctx, prompt, ids, normaliser=normalise_by_rank, history=history)
+        return tree
+
+
+class ParallelEnsemble(_Baseline):
+    """Parallel ensemble (name 'ensemble'): N/K fresh samples from each agent, one score call.
+
+    When K does not divide N, the first N mod K agents (configuration order) get one more.
+    """
+
+    name = "ensemble"
+
+    async def run(
+        self, prompt: Prompt, ctx: SearchContext, *, budget: int, seed: int
+    ) -> SearchTree:
+        """Fresh samples spread evenly over the agents."""
+        check_budget(budget, self.name)
+        agents = _agents(ctx, self.name)
+        tree = new_tree(self.name, prompt, agents, budget, seed, **_hashes(self))
+        share, extra = divmod(budget, len(agents))
+        counts = {a: share + (1 if i < extra else 0) for i, a in enumerate(agents)}
+        await self._fresh(tree, ctx, prompt, {a: c for a, c in counts.items() if c}, [])
+        return tree
+
+
+class SequentialRefine(_Baseline):
+    """Sequential refinement (name 'seq-refine'): ceil(N/K) rounds, each a chain over the agents.
+
+    Each round visits the agents in a freshly shuffled order (seeded): the first writes fresh,
+    each next one refines the previous response of the round. A round's responses are scored
+    together after it (one score call per round); rewards only pick the final best. When K does
+    not divide N the last round is cut short after N mod K agents. When a generation fails, the
+    next agent refines the last response that did come back in the round (or writes fresh).
+    """
+
+    name = "seq-refine"
+
+    async def run(
+        self, prompt: Prompt, ctx: SearchContext, *, budget: int, seed: int
+    ) -> SearchTree:
+        """Chains of fresh -> refine -> refine ..., one per round."""
+        check_budget(budget, self.name)
+        agents = _agents(ctx, self.name)
+        tree = new_tree(self.name, prompt, agents, budget, seed, **_hashes(self))
+        rng = derive_rng(seed, prompt.id)
+        history: list[float] = []
+        remaining = budget
+        while remaining > 0:
+            order = rng.sample(agents, len(agents))[:remaining]
+            ids = await self._round(tree, ctx, prompt, order)
+            await score_into(tree, ctx, prompt, ids, normaliser=normalise_by_rank, history=history)
+            remaining -= len(order)
+        return tree
+
+    async def _round(
+        self, tree: SearchTree, ctx: SearchContext, prompt: Prompt, order: list[str]
+    ) -> list[int]:
+        ids: list[int] = []
+        previous: int | None = None
+        for agent in order:
+            if previous is None:
+                node_id = tree.add_response(tree.agent_child(ROOT_ID, agent, "fresh"))
+                messages = fresh_messages(prompt, self.templates)
+            else:
+                arm = tree.agent_child(previous, agent, "refine")
+                node_id = tree.add_response(arm, parents=(previous,))
+                messages = refine_messages(prompt, tree.node(previous).text or "", self.templates)
+            if await generate_into(tree, ctx, node_id, messages):
+                previous = node_id
+            ids.append(node_id)
+        return ids
+
+
+def _agents(ctx: SearchContext, strategy: str) -> tuple[str, ...]:
+    agents = tuple(ctx.agents)
+    if not agents:
+        raise ConfigError(f"{strategy}: the context has no agents")
+    return agents
+
+
+def _hashes(strategy: _Baseline) -> dict[str, Any]:
+    return {"templates": strategy.templates.hashes()}
