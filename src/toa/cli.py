@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import signal
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.table import Table
 
 from toa import __version__
+from toa.config import RunSettings, load_config, parse_config
+from toa.errors import ConfigError, TOAError
+
+if TYPE_CHECKING:
+    from toa.engine.runner import RunReport
 
 app = typer.Typer(
     name="toa",
@@ -52,6 +62,179 @@ def _root(
     ] = False,
 ) -> None:
     _setup_logging(verbose)
+
+
+def _fail(error: TOAError) -> NoReturn:
+    console.print(f"[red]error[/]: {error}", highlight=False)
+    raise typer.Exit(2)
+
+
+def _run_with_interrupt(coro: Coroutine[Any, Any, RunReport]) -> RunReport:
+    """Run the engine; the first Ctrl-C stops it cleanly (resumable), a second one hard."""
+
+    async def main() -> RunReport:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        hits = [0]
+
+        def on_sigint() -> None:
+            hits[0] += 1
+            if hits[0] > 1:
+                os._exit(130)  # the store commits every finished call: nothing is lost
+            console.print("\n[yellow]stopping[/]: finishing writes (Ctrl-C again to force)")
+            task.cancel()
+
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+        loop.add_signal_handler(signal.SIGTERM, on_sigint)
+        try:
+            return await coro
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+            loop.remove_signal_handler(signal.SIGTERM)
+
+    return asyncio.run(main())
+
+
+def _print_report(report: RunReport) -> None:
+    c = report.compute
+    table = Table(title=f"run {report.run_dir}", show_header=False)
+    rows = [
+        ("prompts", f"{report.finished} finished, {report.already_done} already done, "
+                    f"{report.failed} failed, {report.bad_rows} bad rows, of {report.total}"),
+        ("calls", f"{c.calls:,} ({c.replayed_calls:,} replayed from the store, "
+                  f"{c.failed_calls:,} failed)"),
+        ("tokens", f"{c.prompt_tokens:,} prompt + {c.completion_tokens:,} completion"),
+        ("rewards", f"{c.reward_calls:,} ({c.failed_rewards:,} failed)"),
+    ]  # fmt: skip
+    if c.flops:
+        rows.append(("FLOPs", f"{c.flops:.3g}"))
+    if c.cost_usd:
+        rows.append(("cost", f"${c.cost_usd:.4f}"))
+    rows.append(("wall time", f"{report.wall_s:.1f} s"))
+    rows.append(("results", str(report.run_dir / "results.jsonl")))
+    for key, value in rows:
+        table.add_row(key, value)
+    console.print(table)
+    if report.interrupted:
+        console.print(f"interrupted: continue with [bold]toa resume {report.run_dir}[/]")
+    elif report.bad_rows or report.failed:
+        console.print("[yellow]some rows or prompts failed[/]: see the messages above")
+
+
+def _execute(
+    settings: RunSettings,
+    *,
+    input_path: Path,
+    run_dir: Path,
+    prompt_field: str | None,
+    limit: int | None,
+) -> None:
+    from toa.engine.runner import run
+    from toa.progress import RichProgress
+
+    with RichProgress(console) as progress:
+        report = _run_with_interrupt(
+            run(
+                settings,
+                input_path=input_path,
+                run_dir=run_dir,
+                prompt_field=prompt_field,
+                limit=limit,
+                progress=progress,
+            )
+        )
+    _print_report(report)
+    raise typer.Exit(report.exit_code)
+
+
+@app.command("run")
+def run_command(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The run's YAML configuration.")],
+    input: Annotated[
+        Path, typer.Option("--input", "-i", help="Prompts: .jsonl, .json, .csv or .parquet.")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Run directory (created; resumed if it exists).")
+    ],
+    strategy: Annotated[
+        str | None,
+        typer.Option(help="Override the strategy: toa, random, prs, ensemble, seq-refine, moa."),
+    ] = None,
+    budget: Annotated[
+        int | None, typer.Option(help="Override the generations per prompt.", min=1)
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first K good prompts.", min=1)] = None,
+    prompt_field: Annotated[
+        str | None,
+        typer.Option(help="Field holding the prompt (default: instruction, then prompt)."),
+    ] = None,
+) -> None:
+    """Run a strategy over every prompt; every call is stored as it completes.
+
+    Exit code: 0 all good; 1 some rows were bad or some prompts failed; 2 a usage or
+    configuration error; 130 interrupted (resume with `toa resume RUN_DIR`).
+    """
+    try:
+        settings = load_config(config).with_overrides(strategy=strategy, budget=budget)
+        _execute(settings, input_path=input, run_dir=output, prompt_field=prompt_field, limit=limit)
+    except TOAError as error:
+        _fail(error)
+
+
+@app.command("resume")
+def resume_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `toa run`.")],
+    limit: Annotated[int | None, typer.Option(help="Only the first K good prompts.", min=1)] = None,
+) -> None:
+    """Continue a stopped run with its own configuration; never repeats a finished call."""
+    from toa.engine.manifest import read_manifest
+
+    try:
+        manifest = read_manifest(run_dir)
+        settings = parse_config(manifest["config"], source=str(run_dir / "manifest.json"))
+        source = manifest.get("input", {})
+        input_path = Path(source.get("path", ""))
+        if not input_path.is_file():
+            raise ConfigError(
+                f"{run_dir}: the run's input {input_path} is gone; restore it, or continue with "
+                f"`toa run -c CONFIG -i INPUT -o {run_dir}`"
+            )
+        _execute(
+            settings,
+            input_path=input_path,
+            run_dir=run_dir,
+            prompt_field=source.get("prompt_field"),
+            limit=limit,
+        )
+    except TOAError as error:
+        _fail(error)
+
+
+@app.command("status")
+def status_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (may be running).")],
+) -> None:
+    """Prompts done / partial / failed, calls, tokens and rewards of a run (read-only)."""
+    from toa.engine.manifest import read_manifest
+    from toa.engine.store import RunStore
+
+    try:
+        manifest = read_manifest(run_dir)
+        with RunStore.open_readonly(run_dir / "store.sqlite") as store:
+            s = store.summary()
+    except TOAError as error:
+        _fail(error)
+    table = Table(title=f"{run_dir}", show_header=False)
+    table.add_row("strategy", f"{manifest.get('strategy')} (budget {manifest.get('budget')})")
+    table.add_row("input", str(manifest.get("input", {}).get("path")))
+    table.add_row("prompts", f"{s.prompts_done} done, {s.prompts_partial} partial, "
+                             f"{s.prompts_failed} failed")  # fmt: skip
+    table.add_row("calls", f"{s.calls_ok:,} ok, {s.calls_failed:,} failed")
+    table.add_row("tokens", f"{s.prompt_tokens:,} prompt + {s.completion_tokens:,} completion")
+    table.add_row("rewards", f"{s.rewards_ok:,} ok, {s.rewards_failed:,} failed")
+    table.add_row("started", str(manifest.get("started")))
+    console.print(table)
 
 
 @app.command("fake-server")

@@ -4,6 +4,8 @@
 TOAError                          base of everything TOA raises on purpose
 ├── ConfigError                   a configuration value is wrong (names file and field)
 ├── InputError                    a prompt row is bad (names file, line and reason)
+├── StoreError                    the run store could not be opened, read or written
+├── RunLockedError                another process is running in this run directory
 └── AgentError                    a call to an agent failed (names agent and endpoint)
     ├── RetryableAgentError       worth another try, after a backoff
     │   ├── AgentConnectionError  refused, reset or dropped connection
@@ -39,7 +41,9 @@ __all__ = [
     "RateLimitError",
     "ResponseFormatError",
     "RetryableAgentError",
+    "RunLockedError",
     "ServerError",
+    "StoreError",
     "TOAError",
     "is_retryable",
 ]
@@ -63,6 +67,14 @@ class InputError(TOAError):
         super().__init__(f"{where}{message}")
         self.path = path
         self.line = line
+
+
+class StoreError(TOAError):
+    """The run store could not be opened, read or written; the message names the file and a fix."""
+
+
+class RunLockedError(TOAError):
+    """Another TOA process holds this run directory; two writers would pay twice for calls."""
 
 
 class AgentError(TOAError):

@@ -18,6 +18,7 @@ __all__ = [
     "Role",
     "SamplingParams",
     "ScoreFailure",
+    "TopLogprobs",
     "Usage",
 ]
 
@@ -143,6 +144,10 @@ class Usage:
         return (self.prompt_tokens or 0) + (self.completion_tokens or 0)
 
 
+TopLogprobs = tuple[tuple[tuple[str, float], ...], ...]
+"""Per generated token, its most likely alternatives as (token, logprob) pairs, best first."""
+
+
 @dataclass(frozen=True, slots=True)
 class Completion:
     """One successful generation.
@@ -156,6 +161,7 @@ class Completion:
         model: the model id the request named.
         latency_s: wall time of the successful attempt, in seconds.
         attempts: how many attempts the call took (1 = no retry).
+        logprobs: top log-probabilities per generated token, when requested and returned.
     """
 
     agent: str
@@ -166,6 +172,7 @@ class Completion:
     model: str
     latency_s: float
     attempts: int = 1
+    logprobs: TopLogprobs | None = None
 
 
 def as_messages(messages: Sequence[Message] | str) -> tuple[Message, ...]:

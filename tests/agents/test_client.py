@@ -286,3 +286,36 @@ async def test_key_never_in_logs_errors_or_reprs(monkeypatch: Any, caplog: Any) 
     texts += [r.getMessage() for r in caplog.records]
     assert not [t for t in texts if secret in t]
     assert "***" in str(errors[0])
+
+
+def _scoring_app(seen: list[dict[str, Any]]) -> web.Application:
+    """A JSON scoring endpoint: fails once with 503, then answers."""
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(await request.json())
+        if len(seen) == 1:
+            return web.json_response({"error": {"message": "warming up"}}, status=503)
+        return web.json_response({"scores": [0.5, 0.25]})
+
+    app = web.Application()
+    app.router.add_post("/score", handler)
+    return app
+
+
+async def test_post_json_shares_retries_and_breakers() -> None:
+    seen: list[dict[str, Any]] = []
+    runner = web.AppRunner(_scoring_app(seen), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        spec = agent([], base_urls=(f"http://127.0.0.1:{port}",), name="rm", model="rm")
+        async with AgentPool([spec]) as pool:
+            reply = await pool["rm"].post_json("/score", {"texts": ["a", "b"]})
+            stats = pool["rm"].stats
+    finally:
+        await runner.cleanup()
+    assert reply == {"scores": [0.5, 0.25]}
+    assert seen == [{"texts": ["a", "b"]}] * 2
+    assert (stats.calls, stats.attempts, stats.retries) == (1, 2, 1)

@@ -75,11 +75,41 @@ def test_parse_chat_and_completion_and_missing_usage() -> None:
             "usage": {"prompt_tokens": 3, "completion_tokens": 1},
         }
     ).encode()
-    text, finish, usage = parse_choice(spec(), chat)
+    text, finish, usage, logprobs = parse_choice(spec(), chat)
     assert (text, finish, usage.prompt_tokens, usage.completion_tokens) == ("yo", "stop", 3, 1)
+    assert logprobs is None
     comp = json.dumps({"choices": [{"text": "t", "finish_reason": "length"}]}).encode()
-    text, finish, usage = parse_choice(spec(mode="completion"), comp)
+    text, finish, usage, _ = parse_choice(spec(mode="completion"), comp)
     assert (text, finish, usage.missing) == ("t", "length", True)
+
+
+def test_parse_top_logprobs_both_shapes() -> None:
+    chat = {
+        "choices": [
+            {
+                "message": {"content": "Yes"},
+                "logprobs": {
+                    "content": [
+                        {
+                            "token": "Yes",
+                            "logprob": -0.1,
+                            "top_logprobs": [
+                                {"token": "No", "logprob": -2.5},
+                                {"token": "Yes", "logprob": -0.1},
+                            ],
+                        }
+                    ]
+                },
+            }
+        ]
+    }
+    *_, logprobs = parse_choice(spec(), json.dumps(chat).encode())
+    assert logprobs == ((("Yes", -0.1), ("No", -2.5)),)
+    legacy = {
+        "choices": [{"text": " No", "logprobs": {"top_logprobs": [{" No": -0.2, " Yes": -1.9}]}}]
+    }
+    *_, logprobs = parse_choice(spec(mode="completion"), json.dumps(legacy).encode())
+    assert logprobs == (((" No", -0.2), (" Yes", -1.9)),)
 
 
 @pytest.mark.parametrize(

@@ -18,10 +18,10 @@ import logging
 import os
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -76,15 +76,19 @@ class AgentStats:
 
 
 class Endpoint:
-    """One replica: its URL, requests in flight, and its circuit breaker."""
+    """One replica: its base URL, requests in flight, and its circuit breaker."""
 
-    __slots__ = ("base_url", "breaker", "in_flight", "url")
+    __slots__ = ("base_url", "breaker", "in_flight")
 
-    def __init__(self, base_url: str, url: str, breaker: CircuitBreaker) -> None:
+    def __init__(self, base_url: str, breaker: CircuitBreaker) -> None:
         self.base_url = base_url
-        self.url = url
         self.breaker = breaker
         self.in_flight = 0
+
+
+T = TypeVar("T")
+Parser = Callable[[Endpoint, bytes, float], T]
+"""Turns a 2xx body from an endpoint into a result (raising ResponseFormatError if it cannot)."""
 
 
 class AgentClient:
@@ -110,10 +114,9 @@ class AgentClient:
         self._session = session
         self._rng = rng or random.Random()
         self._secret = _read_key(spec)
-        path = endpoint_path(spec)
+        self._path = endpoint_path(spec)
         self.endpoints = tuple(
-            Endpoint(u, u + path, CircuitBreaker(spec.breaker, label=u, clock=clock))
-            for u in spec.base_urls
+            Endpoint(u, CircuitBreaker(spec.breaker, label=u, clock=clock)) for u in spec.base_urls
         )
         self._slots = asyncio.Semaphore(spec.max_concurrency)
         self._limiter = (
@@ -143,9 +146,16 @@ class AgentClient:
         return min(e.breaker.retry_in_s() for e in self.endpoints)
 
     async def generate(
-        self, messages: Sequence[Message] | str, *, sampling: SamplingParams | None = None
+        self,
+        messages: Sequence[Message] | str,
+        *,
+        sampling: SamplingParams | None = None,
+        extra_body: Mapping[str, Any] | None = None,
     ) -> Completion:
         """One completion of `messages`, retried as the policy allows.
+
+        `extra_body` adds request fields for this call (e.g. ``{"logprobs": True,
+        "top_logprobs": 5}``; the reply's top log-probabilities then fill `Completion.logprobs`).
 
         Raises:
             FatalAgentError: a failure retrying cannot fix (400, context length, 401/403, a reply
@@ -153,23 +163,67 @@ class AgentClient:
             RetryableAgentError: the last transient failure, once `max_attempts` are spent.
             AgentUnavailableError: every replica is out; raised without waiting.
         """
-        self.stats.calls += 1
         body = build_body(self.spec, as_messages(messages), sampling or self.spec.sampling)
+        if extra_body:
+            body.update(extra_body)
+        completion, attempts = await self._call(self._path, body, self._completion)
+        return completion if attempts == 1 else replace(completion, attempts=attempts)
+
+    async def post_json(self, path: str, body: Mapping[str, Any]) -> Any:
+        """POST `body` to ``base_url + path`` with the same replicas, limits, retries and
+        breakers as `generate`; returns the parsed JSON reply (for reward and scoring servers).
+
+        Raises:
+            The same errors as `generate`; `ResponseFormatError` when the reply is not JSON.
+        """
+        result, _ = await self._call(path, body, self._json)
+        return result
+
+    def _completion(self, endpoint: Endpoint, body: bytes, started: float) -> Completion:
+        try:
+            text, finish_reason, usage, logprobs = parse_choice(self.spec, body)
+        except ResponseFormatError as exc:
+            exc.endpoint = endpoint.base_url
+            raise
+        return Completion(
+            agent=self.spec.name,
+            text=text,
+            usage=usage,
+            finish_reason=finish_reason,
+            endpoint=endpoint.base_url,
+            model=self.spec.model,
+            latency_s=time.perf_counter() - started,
+            logprobs=logprobs,
+        )
+
+    def _json(self, endpoint: Endpoint, body: bytes, started: float) -> Any:
+        try:
+            return json.loads(body)
+        except ValueError as exc:
+            raise ResponseFormatError(
+                f"the reply is not JSON ({exc}); check the endpoint's URL and path",
+                agent=self.spec.name,
+                endpoint=endpoint.base_url,
+            ) from exc
+
+    async def _call(self, path: str, body: Mapping[str, Any], parse: Parser[T]) -> tuple[T, int]:
+        """(result, attempts) of one logical call; counts it in `stats`."""
+        self.stats.calls += 1
         payload = json.dumps(body).encode()
         try:
-            completion = await self._generate_with_retries(payload)
+            result = await self._with_retries(path, payload, parse)
         except AgentError:
             self.stats.failed += 1
             raise
         self.stats.succeeded += 1
-        return completion
+        return result
 
-    async def _generate_with_retries(self, payload: bytes) -> Completion:
+    async def _with_retries(self, path: str, payload: bytes, parse: Parser[T]) -> tuple[T, int]:
         policy = self.spec.retry
         last: RetryableAgentError | None = None
         for attempt in range(1, policy.max_attempts + 1):
             try:
-                completion = await self._attempt(payload, last=last)
+                result = await self._attempt(path, payload, parse, last=last)
             except RetryableAgentError as error:
                 last = error
                 if attempt == policy.max_attempts:
@@ -180,7 +234,7 @@ class AgentClient:
                 logger.debug("%s; retry %d in %.2f s", error, attempt, delay)
                 await asyncio.sleep(delay)
             else:
-                return completion if attempt == 1 else _with_attempts(completion, attempt)
+                return result, attempt
         assert last is not None
         last.add_note(f"gave up after {policy.max_attempts} attempts")
         raise last
@@ -212,7 +266,9 @@ class AgentClient:
         error.__cause__ = last
         return error
 
-    async def _attempt(self, payload: bytes, *, last: AgentError | None) -> Completion:
+    async def _attempt(
+        self, path: str, payload: bytes, parse: Parser[T], *, last: AgentError | None
+    ) -> T:
         """One HTTP request, under the concurrency and rate limits, to the replica chosen once a
         slot is free (so the choice sees the current load); records the outcome on its breaker.
         """
@@ -225,14 +281,16 @@ class AgentClient:
             endpoint.in_flight += 1
             self.stats.attempts += 1
             try:
-                return await self._post_and_judge(endpoint, payload)
+                return await self._post_and_judge(endpoint, path, payload, parse)
             finally:
                 endpoint.in_flight -= 1
 
-    async def _post_and_judge(self, endpoint: Endpoint, payload: bytes) -> Completion:
+    async def _post_and_judge(
+        self, endpoint: Endpoint, path: str, payload: bytes, parse: Parser[T]
+    ) -> T:
         verdict_given = False
         try:
-            completion = await self._post(endpoint, payload)
+            result = await self._post(endpoint, path, payload, parse)
         except RateLimitError:
             endpoint.breaker.record_success()  # busy, but alive
             verdict_given = True
@@ -248,17 +306,17 @@ class AgentClient:
         else:
             endpoint.breaker.record_success()
             verdict_given = True
-            return completion
+            return result
         finally:
             if not verdict_given:  # cancelled or an unexpected error: free a claimed probe
                 endpoint.breaker.release()
 
-    async def _post(self, endpoint: Endpoint, payload: bytes) -> Completion:
+    async def _post(self, endpoint: Endpoint, path: str, payload: bytes, parse: Parser[T]) -> T:
         spec = self.spec
         started = time.perf_counter()
         try:
             async with self._session.post(
-                endpoint.url, data=payload, headers=self._headers, timeout=self._timeout
+                endpoint.base_url + path, data=payload, headers=self._headers, timeout=self._timeout
             ) as response:
                 body = await response.read()
                 status = response.status
@@ -280,24 +338,7 @@ class AgentClient:
             raise error_for_status(
                 spec, endpoint.base_url, status, body, retry_after, secret=secret
             )
-        try:
-            text, finish_reason, usage = parse_choice(spec, body)
-        except ResponseFormatError as exc:
-            exc.endpoint = endpoint.base_url
-            raise
-        return Completion(
-            agent=spec.name,
-            text=text,
-            usage=usage,
-            finish_reason=finish_reason,
-            endpoint=endpoint.base_url,
-            model=spec.model,
-            latency_s=time.perf_counter() - started,
-        )
-
-
-def _with_attempts(completion: Completion, attempts: int) -> Completion:
-    return replace(completion, attempts=attempts)
+        return parse(endpoint, body, started)
 
 
 def _read_key(spec: AgentSpec) -> _Secret | None:

@@ -22,7 +22,7 @@ from toa.errors import (
     ResponseFormatError,
     ServerError,
 )
-from toa.types import Message, SamplingParams, Usage
+from toa.types import Message, SamplingParams, TopLogprobs, Usage
 
 __all__ = [
     "build_body",
@@ -84,8 +84,9 @@ def build_body(
     return body
 
 
-def parse_choice(spec: AgentSpec, payload: bytes) -> tuple[str, str, Usage]:
-    """(text, finish_reason, usage) from a 2xx body; ResponseFormatError when it is not one."""
+def parse_choice(spec: AgentSpec, payload: bytes) -> tuple[str, str, Usage, TopLogprobs | None]:
+    """(text, finish_reason, usage, top logprobs) from a 2xx body; ResponseFormatError when it is
+    not one. Top logprobs are None unless the request asked for them and the server sent them."""
     try:
         data = json.loads(payload)
         choice = data["choices"][0]
@@ -101,7 +102,38 @@ def parse_choice(spec: AgentSpec, payload: bytes) -> tuple[str, str, Usage]:
             "the reply holds no text (content is null: tool calls or refusals are not supported)",
             agent=spec.name,
         )
-    return text, str(choice.get("finish_reason") or ""), _parse_usage(data.get("usage"))
+    finish = str(choice.get("finish_reason") or "")
+    return text, finish, _parse_usage(data.get("usage")), _parse_logprobs(choice.get("logprobs"))
+
+
+def _parse_logprobs(raw: object) -> TopLogprobs | None:
+    """Per generated token, its top alternatives as (token, logprob) pairs, best first.
+
+    Chat replies carry ``logprobs.content[i].top_logprobs[j] = {token, logprob}``; completion
+    replies ``logprobs.top_logprobs[i] = {token: logprob}``. Anything else gives None.
+    """
+    if not isinstance(raw, Mapping):
+        return None
+    out: list[tuple[tuple[str, float], ...]] = []
+    content = raw.get("content")
+    if isinstance(content, list):
+        for item in content:
+            tops = item.get("top_logprobs") if isinstance(item, Mapping) else None
+            pairs = [
+                (str(t["token"]), float(t["logprob"]))
+                for t in tops or []
+                if isinstance(t, Mapping) and isinstance(t.get("logprob"), int | float)
+            ]
+            out.append(tuple(sorted(pairs, key=lambda p: -p[1])))
+        return tuple(out)
+    legacy = raw.get("top_logprobs")
+    if isinstance(legacy, list):
+        for item in legacy:
+            if isinstance(item, Mapping):
+                pairs = [(str(k), float(v)) for k, v in item.items() if isinstance(v, int | float)]
+                out.append(tuple(sorted(pairs, key=lambda p: -p[1])))
+        return tuple(out)
+    return None
 
 
 def _parse_usage(raw: object) -> Usage:

@@ -172,7 +172,9 @@ class TOAState:
         if self.done:
             raise TOAError(f"toa: all {self.budget} plays have already started")
         self.started += 1
-        agent_node = self._select(is_available)
+        # Asked once per agent per play (a breaker's state is the same for the whole descent).
+        available = {agent: is_available(agent) for agent in self.tree.agents}
+        agent_node = self._select(available.__getitem__)
         node = self.tree.node(agent_node)
         parents = (node.parent,) if node.action == "refine" else ()
         node_id = self.tree.add_response(agent_node, parents=parents)

@@ -1,0 +1,416 @@
+"""Run configuration: YAML validated with pydantic at the edge, turned into plain runtime objects.
+
+Every error names the file, the line, the field path and what is allowed. API keys never appear
+in a configuration: agents name the environment variable that holds theirs (`api_key_env`).
+See examples/config.yaml for a commented example of every field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from toa.agents.spec import AgentSpec, BreakerPolicy, RetryPolicy
+from toa.errors import ConfigError
+from toa.search import Templates, make_strategy, strategy_names
+from toa.search.context import Strategy
+from toa.search.moa import MoAConfig
+from toa.search.normalise import Normalisation
+from toa.search.presets import toa_preset
+from toa.search.toa import TOAConfig
+from toa.types import SamplingParams
+
+__all__ = [
+    "AgentConfig",
+    "RewardConfig",
+    "RunConfig",
+    "RunSettings",
+    "StrategyConfig",
+    "load_config",
+    "parse_config",
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SamplingConfig(_Model):
+    """Sampling settings of an agent."""
+
+    temperature: float = Field(0.7, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_tokens: int = Field(512, ge=1)
+    stop: list[str] = Field(default_factory=list)
+
+
+class RetryConfig(_Model):
+    """Retries of transient failures (connection, timeout, 429, 5xx)."""
+
+    max_attempts: int = Field(5, ge=1)
+    base_delay_s: float = Field(0.5, ge=0)
+    max_delay_s: float = Field(30.0, ge=0)
+    max_retry_after_s: float = Field(120.0, ge=0)
+
+
+class BreakerConfig(_Model):
+    """Per-endpoint circuit breaker."""
+
+    failure_threshold: int = Field(5, ge=1)
+    cooldown_s: float = Field(30.0, ge=0)
+    max_cooldown_s: float = Field(300.0, ge=0)
+
+
+class PriceConfig(_Model):
+    """Prices in US dollars per million tokens, for the cost shown in progress and summaries."""
+
+    prompt_usd_per_mtok: float = Field(0.0, ge=0)
+    completion_usd_per_mtok: float = Field(0.0, ge=0)
+
+
+class AgentConfig(_Model):
+    """One agent (see `toa.agents.AgentSpec` for what each field does)."""
+
+    name: str = Field(min_length=1)
+    base_url: str | list[str]
+    model: str = Field(min_length=1)
+    api_key_env: str | None = None
+    mode: Literal["chat", "completion"] = "chat"
+    prompt_template: str = "{prompt}"
+    max_concurrency: int = Field(64, ge=1)
+    requests_per_minute: float | None = Field(None, gt=0)
+    timeout_s: float = Field(120.0, gt=0)
+    params_b: float | None = Field(None, gt=0)
+    sampling: SamplingConfig = Field(default_factory=SamplingConfig)
+    extra_body: dict[str, Any] = Field(default_factory=dict)
+    retry: RetryConfig = Field(default_factory=RetryConfig)
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig)
+    price: PriceConfig | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _urls(cls, value: str | list[str]) -> str | list[str]:
+        urls = [value] if isinstance(value, str) else value
+        if not urls:
+            raise ValueError("give at least one URL")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"{url!r} is not an http(s) URL such as http://127.0.0.1:8000/v1")
+        return value
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _template(cls, value: str) -> str:
+        if "{prompt}" not in value:
+            raise ValueError("must contain {prompt}")
+        return value
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _key_env(cls, value: str | None) -> str | None:
+        if value is not None and (value.startswith(("sk-", "Bearer")) or len(value) > 64):
+            raise ValueError(
+                "looks like a key: give the NAME of the environment variable that holds it"
+            )
+        return value
+
+    def to_spec(self) -> AgentSpec:
+        """The runtime settings the client uses."""
+        urls = (self.base_url,) if isinstance(self.base_url, str) else tuple(self.base_url)
+        s = self.sampling
+        return AgentSpec(
+            name=self.name,
+            base_urls=urls,
+            model=self.model,
+            mode=self.mode,
+            api_key_env=self.api_key_env,
+            max_concurrency=self.max_concurrency,
+            requests_per_minute=self.requests_per_minute,
+            timeout_s=self.timeout_s,
+            sampling=SamplingParams(s.temperature, s.top_p, s.max_tokens, tuple(s.stop)),
+            prompt_template=self.prompt_template,
+            params_b=self.params_b,
+            extra_body=self.extra_body,
+            retry=RetryPolicy(**self.retry.model_dump()),
+            breaker=BreakerPolicy(**self.breaker.model_dump()),
+        )
+
+
+class SimulatedRewardConfig(_Model):
+    """The hidden quality of `toa fake-server` responses (tests, demos, benchmarks)."""
+
+    type: Literal["simulated"]
+
+
+RewardConfig = SimulatedRewardConfig  # a discriminated union once more kinds land
+
+
+class NormaliseConfig(_Model):
+    """Reward normalisation used by TOA's UCB: 'rank' and 'minmax' are scale-free."""
+
+    kind: Literal["rank", "minmax", "sigmoid"] = "rank"
+    tau: float | None = Field(None, gt=0, description="sigmoid only: q = sigmoid(r / tau)")
+
+
+class StrategyConfig(_Model):
+    """Which strategy runs, with its budget and settings (unknown settings are errors)."""
+
+    name: Literal["toa", "random", "prs", "ensemble", "seq-refine", "moa"] = "toa"
+    budget: int = Field(16, ge=1)
+    preset: Literal["alpaca", "wmt", "ultrafeedback", "math"] | None = None
+    # toa
+    alpha: float | None = Field(None, ge=0)
+    width: int | None = Field(None, ge=1)
+    width_fraction: float | None = Field(None, gt=0, le=1)
+    topk_child: int | None = Field(None, ge=1)
+    improvement_cap: int | None = Field(None, ge=1)
+    fresh_arms: bool | None = None
+    normalize: NormaliseConfig | None = None
+    parallel_plays: int | None = Field(None, ge=1)
+    # random, prs
+    agent: str | None = None
+    # moa
+    layers: int | None = Field(None, ge=1)
+    n_aggregate: int | None = Field(None, ge=1)
+    aggregator_role: Literal["user", "system"] | None = None
+
+
+class TemplatesConfig(_Model):
+    """Built-in templates for a task, with optional overrides of any text."""
+
+    task: Literal["instruction", "translation", "math"] = "instruction"
+    fresh: str | None = None
+    refine: str | None = None
+    aggregate: str | None = None
+    aggregate_system: str | None = None
+
+
+class RunnerConfig(_Model):
+    """How many prompts run at once (each with its own tree)."""
+
+    prompts_in_flight: int = Field(16, ge=1)
+
+
+class RunConfig(_Model):
+    """The whole configuration file."""
+
+    agents: list[AgentConfig] = Field(min_length=1)
+    reward: RewardConfig
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    seed: int = 0
+
+    @field_validator("agents")
+    @classmethod
+    def _unique(cls, agents: list[AgentConfig]) -> list[AgentConfig]:
+        names = [a.name for a in agents]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"agent names must be unique; repeated: {dupes}")
+        return agents
+
+
+_TOA_FIELDS = (
+    "alpha",
+    "width",
+    "width_fraction",
+    "topk_child",
+    "improvement_cap",
+    "fresh_arms",
+    "parallel_plays",
+)
+_SETTINGS_BY_STRATEGY: dict[str, tuple[str, ...]] = {
+    "toa": (*_TOA_FIELDS, "normalize", "preset"),
+    "random": ("agent",),
+    "prs": ("agent",),
+    "ensemble": (),
+    "seq-refine": (),
+    "moa": ("layers", "n_aggregate", "aggregator_role"),
+}
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A validated configuration turned into what the engine runs.
+
+    Attributes:
+        config: the validated model (its JSON form goes into the manifest).
+        agents: runtime agent settings, in configuration order.
+        strategy: the strategy object.
+        budget: generations per prompt.
+        templates: the template set (hashes go into the manifest).
+        source: where the configuration came from (a path or '<string>').
+    """
+
+    config: RunConfig
+    agents: tuple[AgentSpec, ...]
+    strategy: Strategy
+    budget: int
+    templates: Templates
+    source: str
+
+    @property
+    def seed(self) -> int:
+        return self.config.seed
+
+    def config_dict(self) -> dict[str, Any]:
+        """The configuration as plain JSON data (it holds env-var names, never keys)."""
+        data: dict[str, Any] = self.config.model_dump(mode="json")
+        return data
+
+    def config_hash(self) -> str:
+        """sha256 of the canonical JSON of the configuration."""
+        canonical = json.dumps(self.config_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def with_overrides(
+        self, *, strategy: str | None = None, budget: int | None = None
+    ) -> RunSettings:
+        """The same settings with the CLI's --strategy / --budget applied."""
+        if strategy is None and budget is None:
+            return self
+        data = self.config.model_dump(mode="json", exclude_none=True)
+        if strategy is not None and strategy != data["strategy"].get("name"):
+            data["strategy"] = {"name": strategy, "budget": data["strategy"].get("budget", 16)}
+        if budget is not None:
+            data["strategy"]["budget"] = budget
+        return parse_config(data, source=self.source)
+
+
+def load_config(path: str | Path) -> RunSettings:
+    """Read, validate and build a YAML configuration file.
+
+    Raises:
+        ConfigError: the file is missing, is not YAML, or a field is wrong (file, line, field).
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: the configuration is not UTF-8 text") from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the configuration must be a mapping with an `agents` list")
+    return parse_config(data, source=str(path), yaml_node=node)
+
+
+def parse_config(
+    data: Mapping[str, Any], *, source: str = "<config>", yaml_node: yaml.Node | None = None
+) -> RunSettings:
+    """Validate configuration data (already parsed) and build the runtime settings."""
+    try:
+        config = RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, source, yaml_node)) from None
+    try:
+        return _build(config, source)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def _build(config: RunConfig, source: str) -> RunSettings:
+    t = config.templates
+    overrides = {
+        role: text
+        for role, text in (
+            ("fresh", t.fresh),
+            ("refine", t.refine),
+            ("aggregate", t.aggregate),
+            ("aggregate_system", t.aggregate_system),
+        )
+        if text is not None
+    }
+    templates = Templates.for_task(t.task, **overrides)
+    strategy = _make_strategy(config.strategy, templates, [a.name for a in config.agents])
+    return RunSettings(
+        config=config,
+        agents=tuple(a.to_spec() for a in config.agents),
+        strategy=strategy,
+        budget=config.strategy.budget,
+        templates=templates,
+        source=source,
+    )
+
+
+def _make_strategy(s: StrategyConfig, templates: Templates, agent_names: Sequence[str]) -> Strategy:
+    given = {k for k, v in s.model_dump(exclude_none=True).items() if k not in ("name", "budget")}
+    allowed = set(_SETTINGS_BY_STRATEGY[s.name])
+    stray = sorted(given - allowed)
+    if stray:
+        raise ConfigError(
+            f"strategy.{stray[0]}: not a setting of strategy {s.name!r}; its settings are "
+            f"{sorted(allowed) or 'none'}"
+        )
+    settings: dict[str, Any] = {k: getattr(s, k) for k in given if k not in ("normalize", "preset")}
+    if s.name == "toa":
+        if s.normalize is not None:
+            settings["normalisation"] = Normalisation(kind=s.normalize.kind, tau=s.normalize.tau)
+        if s.preset is not None:
+            return make_strategy(
+                "toa", templates=templates, **_fields(toa_preset(s.preset, **settings))
+            )
+    if s.name in ("random", "prs") and s.agent is not None and s.agent not in agent_names:
+        raise ConfigError(
+            f"strategy.agent: {s.agent!r} is not one of the agents {list(agent_names)}"
+        )
+    return make_strategy(s.name, templates=templates, **settings)
+
+
+def _fields(obj: TOAConfig | MoAConfig) -> dict[str, Any]:
+    assert is_dataclass(obj)
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
+
+
+def _describe(exc: ValidationError, source: str, node: yaml.Node | None) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s) in the configuration:"]
+    for err in exc.errors():
+        loc = ".".join(str(part) for part in err["loc"] if not _is_union_tag(part))
+        line = _line_of(node, err["loc"])
+        where = f"{source}:{line}" if line else source
+        lines.append(f"  {where}: {loc or '(top level)'}: {err['msg']}")
+    lines.append(
+        f"Allowed strategy names: {', '.join(strategy_names())}. See examples/config.yaml."
+    )
+    return "\n".join(lines)
+
+
+def _is_union_tag(part: object) -> bool:
+    return (isinstance(part, str) and part in ("simulated",)) or part in ("str", "list[str]")
+
+
+def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
+    """1-based line of the deepest YAML node on the path `loc` (None without a node)."""
+    found: int | None = None
+    for part in loc:
+        if node is None:
+            break
+        found = node.start_mark.line + 1
+        node = _child(node, part)
+    if node is not None:
+        found = node.start_mark.line + 1
+    return found
+
+
+def _child(node: yaml.Node, part: int | str) -> yaml.Node | None:
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                return value  # type: ignore[no-any-return]
+        return None
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        return node.value[part]  # type: ignore[no-any-return]
+    return None

@@ -1,0 +1,378 @@
+"""The context strategies call: agent calls, rewards, accounting, storage and replay.
+
+One `PromptContext` per prompt implements `toa.search.SearchContext`. It is the only place where
+a strategy's request turns into I/O, identically for every strategy:
+
+* `generate` sends the call through the agent's client (retries, limits, breakers live there),
+  with a per-request ``seed`` derived from (run seed, prompt id, node id) so seeded servers give
+  reproducible samples; it counts calls, tokens, FLOPs (2 x parameters x tokens) and cost, and
+  queues the outcome to the run store the moment it arrives (the writer commits it within one
+  group commit, a few milliseconds); the strategy goes on meanwhile. `flush` waits for every
+  queued record of the prompt, and the runner calls it before the prompt's result is written.
+* `score` asks the reward model for every response not scored before, and stores each result.
+* On resume, a call already stored for the same tree position (prompt id, node id) with the same
+  agent and the same request hash is replayed from the store instead of being sent again; a
+  stored failure replays as the same failure, so the rebuilt tree follows the original path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from toa.agents import AgentPool
+from toa.agents.spec import AgentSpec
+from toa.engine.store import CallRecord, RewardRecord, RunStore
+from toa.errors import AgentError, AgentUnavailableError
+from toa.rewards.base import RewardModel
+from toa.types import Completion, Message, Prompt, Score, ScoreFailure, Usage
+
+__all__ = ["AgentCompute", "Compute", "PromptContext", "ReplayedFailure", "request_hash"]
+
+
+class ReplayedFailure(AgentError):
+    """A failure stored by an earlier run of this call, replayed on resume."""
+
+
+@dataclass(slots=True)
+class AgentCompute:
+    """Calls and tokens of one agent on one prompt."""
+
+    calls: int = 0
+    failed_calls: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "calls": self.calls,
+            "failed_calls": self.failed_calls,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
+
+
+@dataclass(slots=True)
+class Compute:
+    """What one prompt cost. Replayed calls count too: they were paid for, once, earlier.
+
+    Attributes:
+        calls: generation calls (successful or failed).
+        failed_calls: generation calls that failed.
+        replayed_calls: calls answered from the store on resume (not sent again).
+        missing_usage: successful calls whose server reported no token counts.
+        prompt_tokens / completion_tokens: reported token counts.
+        flops: 2 x parameters x (prompt + completion tokens), for agents with `params_b` set.
+        cost_usd: from the agents' configured prices (0 when none are set).
+        reward_calls: responses sent to the reward model (one per scored response).
+        failed_rewards: responses whose score failed.
+        wall_s: wall time of the prompt in this process, in seconds.
+        by_agent: per-agent calls and tokens.
+    """
+
+    calls: int = 0
+    failed_calls: int = 0
+    replayed_calls: int = 0
+    missing_usage: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    flops: float = 0.0
+    cost_usd: float = 0.0
+    reward_calls: int = 0
+    failed_rewards: int = 0
+    wall_s: float = 0.0
+    by_agent: dict[str, AgentCompute] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "flops": self.flops,
+            "cost_usd": round(self.cost_usd, 6),
+            "reward_calls": self.reward_calls,
+            "failed_calls": self.failed_calls,
+            "failed_rewards": self.failed_rewards,
+            "replayed_calls": self.replayed_calls,
+            "missing_usage": self.missing_usage,
+            "wall_s": round(self.wall_s, 3),
+            "by_agent": {name: c.to_dict() for name, c in self.by_agent.items()},
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Price:
+    """US dollars per million prompt / completion tokens."""
+
+    prompt_usd_per_mtok: float = 0.0
+    completion_usd_per_mtok: float = 0.0
+
+
+def request_hash(spec: AgentSpec, messages: Sequence[Message], sampling: dict[str, Any]) -> str:
+    """sha256 of everything that decides what a call generates (not where it is sent)."""
+    canonical = {
+        "agent": spec.name,
+        "model": spec.model,
+        "mode": spec.mode,
+        "template": spec.prompt_template if spec.mode == "completion" else None,
+        "messages": [m.to_dict() for m in messages],
+        "sampling": sampling,
+        "extra_body": dict(spec.extra_body),
+    }
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def call_seed(run_seed: int, prompt_id: str, node_id: int) -> int:
+    """The per-request sampling seed: stable across processes, distinct per tree position."""
+    digest = hashlib.sha256(f"{run_seed}\x1f{prompt_id}\x1f{node_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def _text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+class PromptContext:
+    """`SearchContext` for one prompt of a run (see the module docstring).
+
+    Args:
+        prompt: the prompt being searched.
+        pool: the open agent pool.
+        reward: the run's reward model (shared by every prompt).
+        store: the run store (None: nothing is stored; for tests and dry runs).
+        run_seed: the run's seed.
+        prices: per-agent prices (agents without one cost nothing).
+        stored_calls / stored_rewards: what an earlier run stored for this prompt (resume).
+    """
+
+    def __init__(
+        self,
+        prompt: Prompt,
+        *,
+        pool: AgentPool,
+        reward: RewardModel,
+        store: RunStore | None,
+        run_seed: int,
+        prices: dict[str, Price] | None = None,
+        stored_calls: dict[int, CallRecord] | None = None,
+        stored_rewards: dict[int, RewardRecord] | None = None,
+    ) -> None:
+        self.prompt = prompt
+        self.compute = Compute()
+        self._pool = pool
+        self._reward = reward
+        self._store = store
+        self._run_seed = run_seed
+        self._prices = prices or {}
+        self._stored_calls = stored_calls or {}
+        self._stored_rewards = stored_rewards or {}
+        self._agents = pool.names
+        self._pending: list[asyncio.Future[None]] = []
+
+    @property
+    def agents(self) -> tuple[str, ...]:
+        return self._agents
+
+    def is_available(self, agent: str) -> bool:
+        return self._pool[agent].is_available()
+
+    async def generate(
+        self, agent: str, messages: Sequence[Message], *, node_id: int
+    ) -> Completion:
+        client = self._pool[agent]
+        sampling = replace(
+            client.spec.sampling, seed=call_seed(self._run_seed, self.prompt.id, node_id)
+        )
+        key = request_hash(client.spec, messages, sampling.to_request_fields())
+        stored = self._stored_calls.get(node_id)
+        if stored is not None and stored.agent == agent and stored.request_hash == key:
+            return self._replay(stored, client.spec)
+        started = time.time()
+        try:
+            completion = await client.generate(messages, sampling=sampling)
+        except AgentError as error:
+            self._count_failure(agent)
+            self._store_call(_failed_record(self.prompt.id, node_id, agent, key, error, started))
+            raise
+        self._count(client.spec, completion.usage)
+        self._store_call(_ok_record(self.prompt.id, node_id, key, completion, started))
+        return completion
+
+    async def score(
+        self, prompt: Prompt, responses: Sequence[str], *, node_ids: Sequence[int]
+    ) -> list[Score]:
+        results: list[Score | None] = [None] * len(responses)
+        todo: list[int] = []
+        for i, (text, node_id) in enumerate(zip(responses, node_ids, strict=True)):
+            stored = self._stored_rewards.get(node_id)
+            if stored is not None and stored.response_hash == _text_hash(text):
+                results[i] = _replayed_score(stored)
+            else:
+                todo.append(i)
+        if todo:
+            fresh = await self._score_now(prompt, [responses[i] for i in todo])
+            for i, score in zip(todo, fresh, strict=True):
+                results[i] = score
+                self._store_reward(node_ids[i], responses[i], score)
+        final = [s for s in results if s is not None]
+        self.compute.reward_calls += len(final)
+        self.compute.failed_rewards += sum(isinstance(s, ScoreFailure) for s in final)
+        return final
+
+    async def _score_now(self, prompt: Prompt, responses: list[str]) -> list[Score]:
+        try:
+            scores = await self._reward.score(prompt, responses)
+        except Exception as exc:  # a reward crash fails these scores, never the run
+            message = f"reward {self._reward.name!r} failed: {type(exc).__name__}: {exc}"
+            return [ScoreFailure(message, error_type=type(exc).__name__)] * len(responses)
+        if len(scores) != len(responses):
+            message = (
+                f"reward {self._reward.name!r} returned {len(scores)} scores for "
+                f"{len(responses)} responses"
+            )
+            return [ScoreFailure(message, error_type="RewardShapeError")] * len(responses)
+        return scores
+
+    def _replay(self, stored: CallRecord, spec: AgentSpec) -> Completion:
+        self.compute.replayed_calls += 1
+        if not stored.ok:
+            self._count_failure(stored.agent)
+            if stored.error_type == AgentUnavailableError.__name__:
+                raise AgentUnavailableError(
+                    f"(replayed) {stored.error}", agent=stored.agent, retry_in_s=0.0
+                )
+            raise ReplayedFailure(f"(replayed) {stored.error}", agent=stored.agent)
+        usage = Usage(stored.prompt_tokens, stored.completion_tokens)
+        self._count(spec, usage)
+        return Completion(
+            agent=stored.agent,
+            text=stored.text or "",
+            usage=usage,
+            finish_reason=stored.finish_reason or "",
+            endpoint=stored.endpoint or "",
+            model=spec.model,
+            latency_s=stored.latency_s,
+            attempts=stored.attempts,
+        )
+
+    def _agent_compute(self, agent: str) -> AgentCompute:
+        found = self.compute.by_agent.get(agent)
+        if found is None:
+            found = self.compute.by_agent[agent] = AgentCompute()
+        return found
+
+    def _count_failure(self, agent: str) -> None:
+        self.compute.calls += 1
+        self.compute.failed_calls += 1
+        per_agent = self._agent_compute(agent)
+        per_agent.calls += 1
+        per_agent.failed_calls += 1
+
+    def _count(self, spec: AgentSpec, usage: Usage) -> None:
+        c = self.compute
+        c.calls += 1
+        if usage.missing:
+            c.missing_usage += 1
+        prompt_tokens, completion_tokens = usage.prompt_tokens or 0, usage.completion_tokens or 0
+        c.prompt_tokens += prompt_tokens
+        c.completion_tokens += completion_tokens
+        if spec.params_b is not None:
+            c.flops += 2.0 * spec.params_b * 1e9 * (prompt_tokens + completion_tokens)
+        price = self._prices.get(spec.name)
+        if price is not None:
+            c.cost_usd += (
+                prompt_tokens * price.prompt_usd_per_mtok
+                + completion_tokens * price.completion_usd_per_mtok
+            ) / 1e6
+        per_agent = self._agent_compute(spec.name)
+        per_agent.calls += 1
+        per_agent.prompt_tokens += prompt_tokens
+        per_agent.completion_tokens += completion_tokens
+
+    async def flush(self) -> None:
+        """Wait until every record this prompt queued is committed.
+
+        Raises:
+            StoreError: a record could not be written (the prompt must not count as done).
+        """
+        pending, self._pending = self._pending, []
+        if pending:
+            await asyncio.gather(*pending)
+
+    def _store_call(self, record: CallRecord) -> None:
+        if self._store is not None:
+            self._pending.append(self._store.submit_call(record))
+
+    def _store_reward(self, node_id: int, text: str, score: Score) -> None:
+        if self._store is None:
+            return
+        failed = isinstance(score, ScoreFailure)
+        self._pending.append(
+            self._store.submit_reward(
+                RewardRecord(
+                    prompt_id=self.prompt.id,
+                    node_id=node_id,
+                    response_hash=_text_hash(text),
+                    ok=not failed,
+                    score=None if isinstance(score, ScoreFailure) else float(score),
+                    error=score.message if isinstance(score, ScoreFailure) else None,
+                    created_s=time.time(),
+                )
+            )
+        )
+
+
+def _replayed_score(stored: RewardRecord) -> Score:
+    if stored.ok and stored.score is not None:
+        return stored.score
+    return ScoreFailure(f"(replayed) {stored.error}", error_type="ReplayedFailure")
+
+
+def _ok_record(
+    prompt_id: str, node_id: int, key: str, completion: Completion, started: float
+) -> CallRecord:
+    return CallRecord(
+        prompt_id=prompt_id,
+        node_id=node_id,
+        agent=completion.agent,
+        request_hash=key,
+        ok=True,
+        text=completion.text,
+        error=None,
+        error_type=None,
+        prompt_tokens=completion.usage.prompt_tokens,
+        completion_tokens=completion.usage.completion_tokens,
+        finish_reason=completion.finish_reason,
+        latency_s=completion.latency_s,
+        attempts=completion.attempts,
+        endpoint=completion.endpoint,
+        created_s=started,
+    )
+
+
+def _failed_record(
+    prompt_id: str, node_id: int, agent: str, key: str, error: AgentError, started: float
+) -> CallRecord:
+    return CallRecord(
+        prompt_id=prompt_id,
+        node_id=node_id,
+        agent=agent,
+        request_hash=key,
+        ok=False,
+        text=None,
+        error=str(error),
+        error_type=type(error).__name__,
+        prompt_tokens=None,
+        completion_tokens=None,
+        finish_reason=None,
+        latency_s=time.time() - started,
+        attempts=0,
+        endpoint=error.endpoint or None,
+        created_s=started,
+    )

@@ -1,0 +1,316 @@
+"""The runner: many prompts in flight, each running its strategy, results written as they finish.
+
+Memory does not grow with the input: prompts are read as a stream and at most
+`runner.prompts_in_flight` are held at once. Every call and reward is committed to the run store
+as it completes (see `toa.engine.context`), a prompt's result is committed to the store and then
+appended to ``results.jsonl``; the store is the source of truth and ``results.jsonl`` is rebuilt
+from it when a run starts and ends, so it always holds exactly one line per finished prompt.
+
+Cancelling `run` (Ctrl-C in the CLI) abandons in-flight calls, keeps everything finished, and
+leaves the directory ready for `toa resume`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import logging
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from toa.agents import AgentPool
+from toa.config import RunSettings
+from toa.engine.context import Compute, Price, PromptContext
+from toa.engine.inputs import read_prompts
+from toa.engine.manifest import build_manifest, check_resumable, read_manifest, write_manifest
+from toa.engine.results import failed_result, tree_result
+from toa.engine.store import RunStore
+from toa.errors import InputError, RunLockedError
+from toa.rewards import RewardModel, SimulatedReward
+from toa.types import Prompt
+
+__all__ = ["ProgressSink", "RunReport", "build_reward", "rebuild_results", "run"]
+
+logger = logging.getLogger(__name__)
+
+RESULTS_NAME = "results.jsonl"
+STORE_NAME = "store.sqlite"
+LOCK_NAME = ".lock"
+
+
+class ProgressSink(Protocol):
+    """Receives progress events (the CLI draws them with rich; the library never prints)."""
+
+    def started(self, *, total: int, already_done: int) -> None: ...
+
+    def prompt_finished(self, prompt_id: str, compute: Compute, *, ok: bool) -> None: ...
+
+    def bad_row(self, error: InputError) -> None: ...
+
+
+@dataclass
+class RunReport:
+    """What a run did. `exit_code` is 0 only when every row ran and nothing was interrupted."""
+
+    run_dir: Path
+    total: int = 0
+    already_done: int = 0
+    finished: int = 0
+    failed: int = 0
+    bad_rows: int = 0
+    interrupted: bool = False
+    wall_s: float = 0.0
+    compute: Compute = field(default_factory=Compute)
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if self.bad_rows or self.failed else 0
+
+
+def build_reward(settings: RunSettings) -> RewardModel:
+    """The reward model the configuration names."""
+    if settings.config.reward.type == "simulated":
+        return SimulatedReward()
+    raise NotImplementedError(settings.config.reward.type)  # unreachable: validated config
+
+
+@contextlib.contextmanager
+def _locked(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the run directory: two writers would pay twice for calls."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / LOCK_NAME).open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunLockedError(
+                f"{run_dir} is in use by another TOA process; wait for it to finish or stop it "
+                "first (two processes writing one run would pay twice for the same calls)"
+            ) from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def rebuild_results(run_dir: Path, store: RunStore) -> int:
+    """Rewrite results.jsonl from the store (atomically); returns the number of lines."""
+    path = run_dir / RESULTS_NAME
+    tmp = path.with_suffix(".jsonl.tmp")
+    lines = 0
+    with tmp.open("w", encoding="utf-8") as out:
+        for _prompt_id, _status, result_json in store.iter_results():
+            out.write(result_json + "\n")
+            lines += 1
+    os.replace(tmp, path)
+    return lines
+
+
+def _prepare(settings: RunSettings, run_dir: Path, input_path: Path, field: str | None) -> None:
+    new = build_manifest(settings, input_path=input_path, prompt_field=field)
+    if (run_dir / "manifest.json").exists():
+        old = read_manifest(run_dir)
+        check_resumable(old, new)
+        new["started"] = old.get("started", new["started"])
+        new["resumed"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    write_manifest(run_dir, new)
+
+
+def _count_prompts(
+    store: RunStore, path: Path, prompt_field: str | None, limit: int | None
+) -> tuple[int, int]:
+    """(good prompts in the input, of which already done), in one streaming pass."""
+    total = done = 0
+    for item in read_prompts(path, prompt_field=prompt_field, limit=limit):
+        if isinstance(item, Prompt):
+            total += 1
+            done += store.result_status(item.id) == "done"
+    return total, done
+
+
+class _Run:
+    """State of one run (the public entry point is `run`)."""
+
+    def __init__(
+        self,
+        settings: RunSettings,
+        run_dir: Path,
+        store: RunStore,
+        pool: AgentPool,
+        reward: RewardModel,
+        results: IO[str],
+        progress: ProgressSink | None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.pool = pool
+        self.reward = reward
+        self.results = results
+        self.progress = progress
+        self.report = RunReport(run_dir=run_dir)
+        self.prices = {
+            a.name: Price(a.price.prompt_usd_per_mtok, a.price.completion_usd_per_mtok)
+            for a in settings.config.agents
+            if a.price is not None
+        }
+
+    async def run_prompt(self, prompt: Prompt) -> None:
+        ctx = PromptContext(
+            prompt,
+            pool=self.pool,
+            reward=self.reward,
+            store=self.store,
+            run_seed=self.settings.seed,
+            prices=self.prices,
+            stored_calls=self.store.calls_for(prompt.id),
+            stored_rewards=self.store.rewards_for(prompt.id),
+        )
+        started = time.perf_counter()
+        strategy = self.settings.strategy
+        try:
+            tree = await strategy.run(
+                prompt, ctx, budget=self.settings.budget, seed=self.settings.seed
+            )
+            await ctx.flush()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            logger.exception("prompt %r: the %s search failed", prompt.id, strategy.name)
+            ctx.compute.wall_s = time.perf_counter() - started
+            await self._finish(
+                prompt.id,
+                failed_result(prompt, strategy.name, exc, ctx.compute),
+                ctx.compute,
+                ok=False,
+            )
+            return
+        ctx.compute.wall_s = time.perf_counter() - started
+        await self._finish(prompt.id, tree_result(prompt, tree, ctx.compute), ctx.compute, ok=True)
+
+    async def _finish(
+        self, prompt_id: str, result: dict[str, Any], compute: Compute, *, ok: bool
+    ) -> None:
+        line = json.dumps(result, ensure_ascii=False)
+        await self.store.write_result(prompt_id, "done" if ok else "failed", line)
+        self.results.write(line + "\n")
+        self.results.flush()
+        if ok:
+            self.report.finished += 1
+        else:
+            self.report.failed += 1
+        _add(self.report.compute, compute)
+        if self.progress is not None:
+            self.progress.prompt_finished(prompt_id, compute, ok=ok)
+
+
+def _add(total: Compute, one: Compute) -> None:
+    for name in (
+        "calls", "failed_calls", "replayed_calls", "missing_usage", "prompt_tokens",
+        "completion_tokens", "flops", "cost_usd", "reward_calls", "failed_rewards",
+    ):  # fmt: skip
+        setattr(total, name, getattr(total, name) + getattr(one, name))
+
+
+async def run(
+    settings: RunSettings,
+    *,
+    input_path: Path,
+    run_dir: Path,
+    prompt_field: str | None = None,
+    limit: int | None = None,
+    progress: ProgressSink | None = None,
+) -> RunReport:
+    """Run (or continue) `settings` over the prompts in `input_path`, into `run_dir`.
+
+    Finished prompts found in the run's store are skipped; unfinished ones replay their stored
+    calls. Raises `ConfigError` when the directory holds a run made with different settings, and
+    `RunLockedError` when another process is using it.
+    """
+    with _locked(run_dir):
+        _prepare(settings, run_dir, input_path, prompt_field)
+        store = RunStore(run_dir / STORE_NAME)
+        try:
+            rebuild_results(run_dir, store)
+            return await _run_in(
+                settings, run_dir, store, input_path, prompt_field, limit, progress
+            )
+        finally:
+            store.flush()
+            rebuild_results(run_dir, store)
+            store.close()
+
+
+async def _run_in(
+    settings: RunSettings,
+    run_dir: Path,
+    store: RunStore,
+    input_path: Path,
+    prompt_field: str | None,
+    limit: int | None,
+    progress: ProgressSink | None,
+) -> RunReport:
+    started = time.perf_counter()
+    reward = build_reward(settings)
+    total, already_done = _count_prompts(store, input_path, prompt_field, limit)
+    if progress is not None:
+        progress.started(total=total, already_done=already_done)
+    async with AgentPool(settings.agents, seed=settings.seed) as pool:
+        with (run_dir / RESULTS_NAME).open("a", encoding="utf-8") as results:
+            state = _Run(settings, run_dir, store, pool, reward, results, progress)
+            state.report.total = total
+            try:
+                await _feed(state, input_path, prompt_field, limit)
+            except asyncio.CancelledError:
+                state.report.interrupted = True
+                logger.warning(
+                    "interrupted: finished prompts are kept; `toa resume %s` continues", run_dir
+                )
+            finally:
+                await reward.aclose()
+                state.report.wall_s = time.perf_counter() - started
+    return state.report
+
+
+def _releaser(
+    tasks: set[asyncio.Task[None]], slots: asyncio.Semaphore
+) -> Callable[[asyncio.Task[None]], None]:
+    def release(task: asyncio.Task[None]) -> None:
+        tasks.discard(task)
+        slots.release()
+
+    return release
+
+
+async def _feed(state: _Run, input_path: Path, prompt_field: str | None, limit: int | None) -> None:
+    """Stream the input, start prompts under the in-flight bound, wait for them all."""
+    slots = asyncio.Semaphore(state.settings.config.runner.prompts_in_flight)
+    tasks: set[asyncio.Task[None]] = set()
+    try:
+        for item in read_prompts(input_path, prompt_field=prompt_field, limit=limit):
+            if isinstance(item, InputError):
+                state.report.bad_rows += 1
+                logger.error("skipped bad input row: %s", item)
+                if state.progress is not None:
+                    state.progress.bad_row(item)
+                continue
+            if state.store.result_status(item.id) == "done":
+                state.report.already_done += 1
+                continue
+            await slots.acquire()
+            task = asyncio.create_task(state.run_prompt(item), name=f"prompt:{item.id}")
+            tasks.add(task)
+            task.add_done_callback(_releaser(tasks, slots))
+        if tasks:
+            await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,580 @@
+"""The run store: every generation, reward and result of a run, in one SQLite file.
+
+A run writes each record as soon as it completes, so that a crash (even SIGKILL) or Ctrl-C loses
+nothing that was confirmed, and a resume never pays twice for the same generation. Calls and
+rewards are keyed by their place in the search tree, ``(prompt_id, node_id)``.
+
+Durability: the file is in WAL mode with ``synchronous=NORMAL``. A write is confirmed (its
+``await`` returns) only once its transaction is committed to the WAL, which survives the process
+being killed. A power loss or OS crash may lose the last few committed groups (NORMAL does not
+fsync each commit); a resume simply redoes those calls.
+
+Concurrency: one writer thread owns the write connection and commits whatever is queued in one
+transaction ("group commit"), so thousands of concurrent writers cost few fsync-free commits.
+Reads go through a separate connection; WAL lets them run while the writer commits, and lets
+another process (``toa status``) read with `StoreReader` while a run is going.
+
+Writing the same key again replaces the row (INSERT OR REPLACE): a replayed call whose request
+hash no longer matches is re-done, and its new record must supersede the stale one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from toa.errors import StoreError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CallRecord",
+    "ResultStatus",
+    "RewardRecord",
+    "RunStore",
+    "StoreError",
+    "StoreReader",
+    "StoreSummary",
+]
+
+logger = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+ResultStatus = Literal["done", "failed"]
+_STATUSES = frozenset({"done", "failed"})
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS calls (
+    prompt_id TEXT NOT NULL, node_id INTEGER NOT NULL, agent TEXT NOT NULL,
+    request_hash TEXT NOT NULL, ok INTEGER NOT NULL, text TEXT, error TEXT, error_type TEXT,
+    prompt_tokens INTEGER, completion_tokens INTEGER, finish_reason TEXT,
+    latency_s REAL NOT NULL, attempts INTEGER NOT NULL, endpoint TEXT, created_s REAL NOT NULL,
+    PRIMARY KEY (prompt_id, node_id));
+CREATE TABLE IF NOT EXISTS rewards (
+    prompt_id TEXT NOT NULL, node_id INTEGER NOT NULL, response_hash TEXT NOT NULL,
+    ok INTEGER NOT NULL, score REAL, error TEXT, created_s REAL NOT NULL,
+    PRIMARY KEY (prompt_id, node_id));
+CREATE TABLE IF NOT EXISTS results (
+    prompt_id TEXT PRIMARY KEY, status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
+    result_json TEXT NOT NULL, finished_s REAL NOT NULL, seq INTEGER NOT NULL UNIQUE);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One generation (LLM call), successful (`ok`, `text`) or failed (`error`, `error_type`).
+
+    `request_hash` identifies the exact request, so a replay can check it is the same call.
+    Token counts are None when the server did not report them. `latency_s` is wall time of the
+    last attempt in seconds; `created_s` is Unix time in seconds.
+    """
+
+    prompt_id: str
+    node_id: int
+    agent: str
+    request_hash: str
+    ok: bool
+    text: str | None
+    error: str | None
+    error_type: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    finish_reason: str | None
+    latency_s: float
+    attempts: int
+    endpoint: str | None
+    created_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class RewardRecord:
+    """One reward of the response at a node: a `score`, or an `error` when `ok` is False.
+
+    `response_hash` identifies the scored text; `created_s` is Unix time in seconds.
+    """
+
+    prompt_id: str
+    node_id: int
+    response_hash: str
+    ok: bool
+    score: float | None
+    error: str | None
+    created_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSummary:
+    """Counts over the whole store. `prompts_partial`: prompts with calls but no result yet."""
+
+    prompts_done: int
+    prompts_failed: int
+    prompts_partial: int
+    calls_ok: int
+    calls_failed: int
+    prompt_tokens: int
+    completion_tokens: int
+    rewards_ok: int
+    rewards_failed: int
+
+
+def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    marks = ", ".join("?" * len(columns))
+    return f"INSERT OR REPLACE INTO {table} ({', '.join(columns)}) VALUES ({marks})"
+
+
+_CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
+_REWARD_COLUMNS = tuple(f.name for f in fields(RewardRecord))
+_CALL_SQL = _insert_sql("calls", _CALL_COLUMNS)
+_REWARD_SQL = _insert_sql("rewards", _REWARD_COLUMNS)
+_RESULT_SQL = (
+    "INSERT OR REPLACE INTO results (prompt_id, status, result_json, finished_s, seq) "
+    "VALUES (?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM results))"
+)
+_META_SQL = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
+_SUMMARY_SQL = """
+SELECT
+ (SELECT COUNT(*) FROM results WHERE status = 'done'),
+ (SELECT COUNT(*) FROM results WHERE status = 'failed'),
+ (SELECT COUNT(*) FROM (SELECT DISTINCT prompt_id FROM calls) AS c
+   WHERE NOT EXISTS (SELECT 1 FROM results AS r WHERE r.prompt_id = c.prompt_id)),
+ (SELECT COUNT(*) FROM calls WHERE ok), (SELECT COUNT(*) FROM calls WHERE NOT ok),
+ (SELECT COALESCE(SUM(prompt_tokens), 0) FROM calls),
+ (SELECT COALESCE(SUM(completion_tokens), 0) FROM calls),
+ (SELECT COUNT(*) FROM rewards WHERE ok), (SELECT COUNT(*) FROM rewards WHERE NOT ok)
+"""
+
+
+def _error_name(error: sqlite3.Error) -> str:
+    """SQLite's error code name ('SQLITE_FULL', ...); 'SQLITE_ERROR' for the module's own errors."""
+    return getattr(error, "sqlite_errorname", None) or "SQLITE_ERROR"
+
+
+def _hint(error: sqlite3.Error) -> str:
+    """What to do about a SQLite error, by its error code name."""
+    name = _error_name(error)
+    if name.startswith("SQLITE_FULL"):
+        return "the disk is full: free space, then resume the run"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return "another process is writing this store: run one `toa run` per store at a time"
+    if name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_CANTOPEN")):
+        return "the file or its folder is not writable: fix permissions or use another path"
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return "the file is damaged or not a TOA store: move it aside and use a fresh path"
+    return "check the file and its disk, then resume the run (committed records are kept)"
+
+
+def _with_bool(row: tuple[Any, ...], index: int) -> list[Any]:
+    """The row with the column at `index` (an SQLite 0/1) turned into a bool."""
+    values = list(row)
+    values[index] = bool(values[index])
+    return values
+
+
+def _store_error(path: Path, doing: str, error: sqlite3.Error) -> StoreError:
+    return StoreError(f"run store {path}: could not {doing}: {error}; {_hint(error)}")
+
+
+class StoreReader:
+    """Read access to a run store, safe to use while another process or thread writes it.
+
+    Opening never creates the file: a missing store raises `StoreError`. A read-only open may leave
+    empty ``-wal``/``-shm`` files beside the store; SQLite needs them to read a WAL database.
+    Reads may come from any thread (they are serialised on one connection).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise StoreError(f"run store {self.path}: no such file; check the path")
+        uri = self.path.resolve().as_uri() + "?mode=ro"
+        try:
+            self._conn: sqlite3.Connection | None = sqlite3.connect(
+                uri, uri=True, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise _store_error(self.path, "open it for reading", exc) from exc
+        self._read_lock = threading.Lock()
+        try:
+            version = self.get_meta("schema_version")
+        except StoreError:
+            self._close_reader()
+            raise
+        if version != str(SCHEMA_VERSION):
+            self._close_reader()
+            raise StoreError(
+                f"run store {self.path}: schema version {version}, this TOA reads version "
+                f"{SCHEMA_VERSION}; use the TOA release that wrote it, or a new store path"
+            )
+
+    def _query(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._read_lock:
+            if self._conn is None:
+                raise StoreError(f"run store {self.path}: the store is closed")
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise _store_error(self.path, "read it", exc) from exc
+
+    def get_meta(self, key: str) -> str | None:
+        """The value stored under `key` in the meta table, or None."""
+        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def calls_for(self, prompt_id: str) -> dict[int, CallRecord]:
+        """Every call record of one prompt, by node id."""
+        sql = f"SELECT {', '.join(_CALL_COLUMNS)} FROM calls WHERE prompt_id = ?"
+        rows = self._query(sql, (prompt_id,))
+        return {row[1]: CallRecord(*_with_bool(row, 4)) for row in rows}
+
+    def rewards_for(self, prompt_id: str) -> dict[int, RewardRecord]:
+        """Every reward record of one prompt, by node id."""
+        sql = f"SELECT {', '.join(_REWARD_COLUMNS)} FROM rewards WHERE prompt_id = ?"
+        rows = self._query(sql, (prompt_id,))
+        return {row[1]: RewardRecord(*_with_bool(row, 3)) for row in rows}
+
+    def result_status(self, prompt_id: str) -> str | None:
+        """'done' or 'failed' when the prompt has a result, else None."""
+        rows = self._query("SELECT status FROM results WHERE prompt_id = ?", (prompt_id,))
+        return str(rows[0][0]) if rows else None
+
+    def iter_results(self, page_size: int = 256) -> Iterator[tuple[str, str, str]]:
+        """``(prompt_id, status, result_json)`` in the order results were last written.
+
+        Streams pages of `page_size` rows, each read by its own short query (no statement stays
+        open between pages), so memory does not grow with the store and an abandoned iterator
+        holds nothing. Results committed during the iteration appear at the end; a result
+        rewritten during it appears again, at its new place.
+        """
+        sql = (
+            "SELECT seq, prompt_id, status, result_json FROM results "
+            "WHERE seq > ? ORDER BY seq LIMIT ?"
+        )
+        last = 0
+        while page := self._query(sql, (last, page_size)):
+            for seq, prompt_id, status, result_json in page:
+                last = seq
+                yield prompt_id, status, result_json
+
+    def summary(self) -> StoreSummary:
+        """Counts and token sums over the whole store, aggregated in SQL from one snapshot."""
+        return StoreSummary(*self._query(_SUMMARY_SQL)[0])
+
+    def _close_reader(self) -> None:
+        with self._read_lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def close(self) -> None:
+        """Close the read connection. Idempotent."""
+        self._close_reader()
+
+    def __enter__(self) -> StoreReader:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+@dataclass(slots=True)
+class _Write:
+    """One queued statement and whoever waits for its commit (an asyncio future or an event)."""
+
+    sql: str
+    params: tuple[Any, ...]
+    label: str
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future[None] | None = None
+    event: threading.Event | None = None
+    error: StoreError | None = None
+
+
+@dataclass(slots=True)
+class _Barrier:
+    """Set once everything queued before it is committed (or has failed)."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+
+
+_STATEMENT_ERRORS = ("SQLITE_ERROR", "SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_TOOBIG")
+"""Errors of one statement, not of the database: a group hitting one is retried write by write."""
+
+_Item = _Write | _Barrier | None  # None stops the writer
+
+
+_Waiter = tuple[asyncio.Future[None], StoreError | None]
+
+
+def _settle_futures(pairs: list[_Waiter]) -> None:
+    """Resolve futures on their own loop (called there via call_soon_threadsafe)."""
+    for future, error in pairs:
+        if future.done():  # the awaiting task was cancelled; the record is committed anyway
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+class RunStore(StoreReader):
+    """A run store opened for writing: creates the file and schema, owns the writer thread.
+
+    Writes return once their record is committed. Call `close` when done (also registered with
+    `atexit`, so records queued at interpreter exit are still committed).
+
+    Args:
+        path: the SQLite file; created with its schema when missing.
+        group_max: records per transaction at most.
+        linger_s: how long the writer waits for more records to join a group, in seconds.
+        busy_timeout_s: how long a write waits for a lock held by another connection, seconds.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        group_max: int = 512,
+        linger_s: float = 0.002,
+        busy_timeout_s: float = 5.0,
+    ) -> None:
+        path = Path(path)
+        self._wconn = self._open_writer(path, busy_timeout_s)
+        try:
+            super().__init__(path)
+        except BaseException:
+            self._wconn.close()
+            raise
+        self._group_max = group_max
+        self._linger_s = linger_s
+        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._put_lock = threading.Lock()
+        self._closed = False  # close() was called
+        self._stopped = False  # the writer thread has exited
+        self.commit_count = 0  # write transactions committed so far (a group counts once)
+        self._thread = threading.Thread(target=self._writer_main, name="toa-store", daemon=True)
+        self._thread.start()
+        atexit.register(self.close)
+
+    @classmethod
+    def open_readonly(cls, path: str | os.PathLike[str]) -> StoreReader:
+        """Open an existing store for reading only (``toa status``); never creates the file."""
+        return StoreReader(path)
+
+    @staticmethod
+    def _open_writer(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise _store_error(path, "open or create it", exc) from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.executescript(_SCHEMA)
+            conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+        except sqlite3.Error as exc:
+            conn.close()
+            raise _store_error(path, "set up its schema", exc) from exc
+        return conn
+
+    async def write_call(self, rec: CallRecord) -> None:
+        """Store one call record; returns once it is committed. Replaces the same key."""
+        await self.submit_call(rec)
+
+    async def write_reward(self, rec: RewardRecord) -> None:
+        """Store one reward record; returns once it is committed. Replaces the same key."""
+        await self.submit_reward(rec)
+
+    def submit_call(self, rec: CallRecord) -> asyncio.Future[None]:
+        """Queue one call record now; the future resolves once it is committed.
+
+        For callers that go on working while the writer commits (the engine's context): the
+        record is queued at once, so a crash can lose it only until the next group commit.
+        """
+        params = tuple(getattr(rec, name) for name in _CALL_COLUMNS)
+        return self._submit(_CALL_SQL, params, f"call ({rec.prompt_id!r}, node {rec.node_id})")
+
+    def submit_reward(self, rec: RewardRecord) -> asyncio.Future[None]:
+        """Queue one reward record now; the future resolves once it is committed."""
+        params = tuple(getattr(rec, name) for name in _REWARD_COLUMNS)
+        label = f"reward ({rec.prompt_id!r}, node {rec.node_id})"
+        return self._submit(_REWARD_SQL, params, label)
+
+    async def write_result(self, prompt_id: str, status: ResultStatus, result_json: str) -> None:
+        """Store a prompt's final result, stamped now; returns once committed."""
+        if status not in _STATUSES:
+            raise ValueError(f"result status must be 'done' or 'failed', got {status!r}")
+        params = (prompt_id, status, result_json, time.time())
+        await self._write(_RESULT_SQL, params, f"result ({prompt_id!r})")
+
+    async def _write(self, sql: str, params: tuple[Any, ...], label: str) -> None:
+        """Queue a write and wait for its commit. Cancelling the wait does not withdraw it."""
+        await self._submit(sql, params, label)
+
+    def _submit(self, sql: str, params: tuple[Any, ...], label: str) -> asyncio.Future[None]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._put(_Write(sql, params, label, loop=loop, future=future))
+        return future
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Store `value` under `key` in the meta table; blocks until committed."""
+        item = _Write(_META_SQL, (key, value), f"meta {key!r}", event=threading.Event())
+        self._put(item)
+        assert item.event is not None
+        item.event.wait()
+        if item.error is not None:
+            raise item.error
+
+    def flush(self) -> None:
+        """Block until every write queued so far is committed (or has failed). No-op once closed."""
+        barrier = _Barrier()
+        with self._put_lock:
+            if self._closed or self._stopped:
+                return
+            self._queue.put(barrier)
+        barrier.event.wait()
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer, close both connections. Idempotent.
+
+        Safe from `atexit` and after Ctrl-C: futures of loops already closed are skipped.
+        """
+        with self._put_lock:
+            if self._closed:
+                return
+            self._closed = True  # from here on, nothing more is queued
+        atexit.unregister(self.close)
+        super().close()  # first, so the writer closes last: it checkpoints and removes the WAL
+        self._queue.put(None)
+        self._thread.join()
+
+    def _put(self, item: _Write) -> None:
+        with self._put_lock:
+            if self._closed or self._stopped:
+                raise StoreError(f"run store {self.path}: the store is closed; cannot write")
+            self._queue.put(item)
+
+    # -- the writer thread ------------------------------------------------------------------
+
+    def _writer_main(self) -> None:
+        stop = False
+        try:
+            while not stop:
+                batch = self._take_group()
+                stop = batch[-1] is None
+                self._commit_group([i for i in batch if isinstance(i, _Write)])
+                for item in batch:
+                    if isinstance(item, _Barrier):
+                        item.event.set()
+        finally:  # normally after close(); on a bug, no waiter may be left hanging
+            with self._put_lock:
+                self._stopped = True
+            self._wconn.close()
+            self._abandon_queue()
+
+    def _abandon_queue(self) -> None:
+        """Fail every write still queued and release every barrier (the writer has stopped)."""
+        writes: list[_Write] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Barrier):
+                item.event.set()
+            elif item is not None:
+                item.error = StoreError(f"run store {self.path}: the writer stopped; not written")
+                writes.append(item)
+        if writes:
+            logger.error("run store %s: %d writes lost: the writer stopped", self.path, len(writes))
+            self._notify(writes)
+
+    def _take_group(self) -> list[_Item]:
+        """Block for one item, then gather more for up to `linger_s`, up to `group_max` records.
+
+        The short linger turns a stream of single writes into fewer, larger transactions (each
+        commit has a fixed cost); a barrier or the stop marker ends the group at once.
+        """
+        batch = [self._queue.get()]
+        deadline = time.monotonic() + self._linger_s
+        while isinstance(batch[-1], _Write) and len(batch) < self._group_max:
+            try:
+                batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return batch
+
+    def _commit_group(self, writes: list[_Write]) -> None:
+        """Commit `writes` in one transaction and wake their waiters.
+
+        When a statement fails (a dropped table, a bad value) the group is retried one write per
+        transaction, so only the faulty write fails. When the database itself fails (disk full,
+        locked, read-only) every write of the group fails at once instead of waiting again.
+        """
+        if not writes:
+            return
+        try:
+            self._transaction(writes)
+        except sqlite3.Error as exc:
+            if _error_name(exc).startswith(_STATEMENT_ERRORS):
+                for write in writes:
+                    try:
+                        self._transaction([write])
+                    except sqlite3.Error as one:
+                        self._fail([write], one)
+            else:
+                self._fail(writes, exc)
+        except Exception as exc:  # a bug, not the disk: fail these writes, keep the writer going
+            logger.exception("run store %s: unexpected writer error", self.path)
+            for write in writes:
+                write.error = StoreError(f"run store {self.path}: writer failed: {exc!r}")
+        self._notify(writes)
+
+    def _fail(self, writes: list[_Write], exc: sqlite3.Error) -> None:
+        for write in writes:
+            write.error = _store_error(self.path, f"write {write.label}", exc)
+        logger.error("%s (%d writes failed)", writes[0].error, len(writes))
+
+    def _transaction(self, writes: list[_Write]) -> None:
+        conn = self._wconn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for write in writes:
+                conn.execute(write.sql, write.params)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    logger.debug("run store %s: rollback failed", self.path, exc_info=True)
+            raise
+        self.commit_count += 1
+
+    def _notify(self, writes: list[_Write]) -> None:
+        """Wake every waiter: one call_soon_threadsafe per event loop, events set directly."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Waiter]] = {}
+        for write in writes:
+            if write.event is not None:
+                write.event.set()
+            elif write.loop is not None and write.future is not None:
+                by_loop.setdefault(write.loop, []).append((write.future, write.error))
+        for loop, pairs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_futures, pairs)
+            except RuntimeError:  # the loop is closed (Ctrl-C, exit): nobody waits any more
+                logger.debug("run store %s: %d waiters' loop is closed", self.path, len(pairs))
