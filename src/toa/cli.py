@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -69,12 +69,12 @@ def _fail(error: TOAError) -> NoReturn:
     raise typer.Exit(2)
 
 
-def _run_with_interrupt(coro: Coroutine[Any, Any, RunReport]) -> RunReport:
+def _run_with_interrupt(
+    start: Callable[[asyncio.Event], Coroutine[Any, Any, RunReport]],
+) -> RunReport:
     """Run the engine; the first Ctrl-C stops it cleanly (resumable), a second one hard."""
 
     async def main() -> RunReport:
-        task = asyncio.current_task()
-        assert task is not None
         loop = asyncio.get_running_loop()
         hits = [0]
 
@@ -83,12 +83,13 @@ def _run_with_interrupt(coro: Coroutine[Any, Any, RunReport]) -> RunReport:
             if hits[0] > 1:
                 os._exit(130)  # the store commits every finished call: nothing is lost
             console.print("\n[yellow]stopping[/]: finishing writes (Ctrl-C again to force)")
-            task.cancel()
+            stop.set()
 
         loop.add_signal_handler(signal.SIGINT, on_sigint)
         loop.add_signal_handler(signal.SIGTERM, on_sigint)
+        stop = asyncio.Event()
         try:
-            return await coro
+            return await start(stop)
         finally:
             loop.remove_signal_handler(signal.SIGINT)
             loop.remove_signal_handler(signal.SIGTERM)
@@ -135,13 +136,14 @@ def _execute(
 
     with RichProgress(console) as progress:
         report = _run_with_interrupt(
-            run(
+            lambda stop: run(
                 settings,
                 input_path=input_path,
                 run_dir=run_dir,
                 prompt_field=prompt_field,
                 limit=limit,
                 progress=progress,
+                stop=stop,
             )
         )
     _print_report(report)

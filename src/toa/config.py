@@ -12,7 +12,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -319,7 +319,16 @@ def parse_config(
     try:
         return _build(config, source)
     except ConfigError as exc:
-        raise ConfigError(f"{source}: {exc}") from None
+        line = _line_of(yaml_node, exc.loc) if isinstance(exc, _FieldError) else None
+        raise ConfigError(f"{source}:{line}: {exc}" if line else f"{source}: {exc}") from None
+
+
+class _FieldError(ConfigError):
+    """A ConfigError about the field at `loc` (so that its line can be named)."""
+
+    def __init__(self, loc: tuple[str, ...], message: str) -> None:
+        super().__init__(message)
+        self.loc = loc
 
 
 def _build(config: RunConfig, source: str) -> RunSettings:
@@ -351,9 +360,10 @@ def _make_strategy(s: StrategyConfig, templates: Templates, agent_names: Sequenc
     allowed = set(_SETTINGS_BY_STRATEGY[s.name])
     stray = sorted(given - allowed)
     if stray:
-        raise ConfigError(
+        raise _FieldError(
+            ("strategy", stray[0]),
             f"strategy.{stray[0]}: not a setting of strategy {s.name!r}; its settings are "
-            f"{sorted(allowed) or 'none'}"
+            f"{sorted(allowed) or 'none'}",
         )
     settings: dict[str, Any] = {k: getattr(s, k) for k in given if k not in ("normalize", "preset")}
     if s.name == "toa":
@@ -364,8 +374,9 @@ def _make_strategy(s: StrategyConfig, templates: Templates, agent_names: Sequenc
                 "toa", templates=templates, **_fields(toa_preset(s.preset, **settings))
             )
     if s.name in ("random", "prs") and s.agent is not None and s.agent not in agent_names:
-        raise ConfigError(
-            f"strategy.agent: {s.agent!r} is not one of the agents {list(agent_names)}"
+        raise _FieldError(
+            ("strategy", "agent"),
+            f"strategy.agent: {s.agent!r} is not one of the agents {list(agent_names)}",
         )
     return make_strategy(s.name, templates=templates, **settings)
 
@@ -381,7 +392,12 @@ def _describe(exc: ValidationError, source: str, node: yaml.Node | None) -> str:
         loc = ".".join(str(part) for part in err["loc"] if not _is_union_tag(part))
         line = _line_of(node, err["loc"])
         where = f"{source}:{line}" if line else source
-        lines.append(f"  {where}: {loc or '(top level)'}: {err['msg']}")
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            allowed = _fields_at(err["loc"][:-1])
+            if allowed:
+                message += f"; the fields here are: {', '.join(allowed)}"
+        lines.append(f"  {where}: {loc or '(top level)'}: {message}")
     lines.append(
         f"Allowed strategy names: {', '.join(strategy_names())}. See examples/config.yaml."
     )
@@ -390,6 +406,31 @@ def _describe(exc: ValidationError, source: str, node: yaml.Node | None) -> str:
 
 def _is_union_tag(part: object) -> bool:
     return (isinstance(part, str) and part in ("simulated",)) or part in ("str", "list[str]")
+
+
+def _fields_at(loc: Sequence[int | str]) -> list[str] | None:
+    """The field names of the configuration section at `loc` (None when it is not known)."""
+    model: type[BaseModel] = RunConfig
+    for part in loc:
+        if isinstance(part, int) or _is_union_tag(part):
+            continue
+        info = model.model_fields.get(part)
+        found = _model_in(info.annotation) if info is not None else None
+        if found is None:
+            return None
+        model = found
+    return list(model.model_fields)
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model class in a field's annotation (`X`, `list[X]`, `X | None`), if any."""
+    if isinstance(annotation, type) and not get_args(annotation):
+        return annotation if issubclass(annotation, BaseModel) else None
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
 
 
 def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:

@@ -205,7 +205,8 @@ def _jsonl_rows(raw: BufferedIOBase) -> Iterator[_RawRow]:
         try:
             yield _RawRow(number, json.loads(text))
         except json.JSONDecodeError as error:
-            yield _RawRow(number, problem=f"malformed JSON: {error.msg} at column {error.colno}")
+            what = error.msg.removesuffix(" at")  # some messages end in "at": avoid "at at"
+            yield _RawRow(number, problem=f"malformed JSON: {what} at column {error.colno}")
 
 
 def _not_utf8(byte: int, where: str = "") -> str:

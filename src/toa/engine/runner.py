@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -183,6 +183,7 @@ class _Run:
             raise
         except Exception as exc:
             logger.exception("prompt %r: the %s search failed", prompt.id, strategy.name)
+            await ctx.flush()  # its calls were paid for: keep them (a StoreError propagates)
             ctx.compute.wall_s = time.perf_counter() - started
             await self._finish(
                 prompt.id,
@@ -226,11 +227,14 @@ async def run(
     prompt_field: str | None = None,
     limit: int | None = None,
     progress: ProgressSink | None = None,
+    stop: asyncio.Event | None = None,
 ) -> RunReport:
     """Run (or continue) `settings` over the prompts in `input_path`, into `run_dir`.
 
     Finished prompts found in the run's store are skipped; unfinished ones replay their stored
-    calls. Raises `ConfigError` when the directory holds a run made with different settings, and
+    calls. Setting `stop` ends the run cleanly (in-flight prompts are abandoned, everything
+    finished is kept, the report says `interrupted`); cancelling the task propagates as usual.
+    Raises `ConfigError` when the directory holds a run made with different settings, and
     `RunLockedError` when another process is using it.
     """
     with _locked(run_dir):
@@ -239,7 +243,7 @@ async def run(
         try:
             rebuild_results(run_dir, store)
             return await _run_in(
-                settings, run_dir, store, input_path, prompt_field, limit, progress
+                settings, run_dir, store, input_path, prompt_field, limit, progress, stop
             )
         finally:
             store.flush()
@@ -255,6 +259,7 @@ async def _run_in(
     prompt_field: str | None,
     limit: int | None,
     progress: ProgressSink | None,
+    stop: asyncio.Event | None,
 ) -> RunReport:
     started = time.perf_counter()
     reward = build_reward(settings)
@@ -266,16 +271,39 @@ async def _run_in(
             state = _Run(settings, run_dir, store, pool, reward, results, progress)
             state.report.total = total
             try:
-                await _feed(state, input_path, prompt_field, limit)
-            except asyncio.CancelledError:
-                state.report.interrupted = True
-                logger.warning(
-                    "interrupted: finished prompts are kept; `toa resume %s` continues", run_dir
+                state.report.interrupted = await _feed_until_stopped(
+                    _feed(state, input_path, prompt_field, limit), stop
                 )
+                if state.report.interrupted:
+                    logger.warning(
+                        "stopped: finished prompts are kept; `toa resume %s` continues", run_dir
+                    )
             finally:
                 await reward.aclose()
                 state.report.wall_s = time.perf_counter() - started
     return state.report
+
+
+async def _feed_until_stopped(feed: Coroutine[Any, Any, None], stop: asyncio.Event | None) -> bool:
+    """Run `feed` to the end, or until `stop` is set (then cancel it); True when stopped.
+
+    Cancelling the caller cancels `feed` too and propagates: only `stop` is a clean stop.
+    """
+    task = asyncio.create_task(feed)
+    if stop is None:
+        await task
+        return False
+    waiter = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for pending in (task, waiter):
+            pending.cancel()
+        await asyncio.gather(task, waiter, return_exceptions=True)
+    if task.cancelled():
+        return True
+    task.result()  # re-raise what the feed raised
+    return False
 
 
 def _releaser(
@@ -296,9 +324,11 @@ async def _feed(state: _Run, input_path: Path, prompt_field: str | None, limit: 
         for item in read_prompts(input_path, prompt_field=prompt_field, limit=limit):
             if isinstance(item, InputError):
                 state.report.bad_rows += 1
-                logger.error("skipped bad input row: %s", item)
                 if state.progress is not None:
-                    state.progress.bad_row(item)
+                    state.progress.bad_row(item)  # it shows the row; logging it too would repeat
+                    logger.debug("skipped bad input row: %s", item)
+                else:
+                    logger.error("skipped bad input row: %s", item)
                 continue
             if state.store.result_status(item.id) == "done":
                 state.report.already_done += 1

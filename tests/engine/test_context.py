@@ -1,0 +1,389 @@
+"""PromptContext: per-node seeds, commit before return, replay, accounting, reward failures.
+
+Every test talks to a real `FakeServer` on 127.0.0.1 through a real `AgentPool`, so "no request
+reached the server" is read from the server's own counters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import AsyncIterator, Iterator, Sequence
+from pathlib import Path
+
+import pytest
+
+from toa.agents import AgentPool
+from toa.agents.spec import AgentSpec, BreakerPolicy, RetryPolicy
+from toa.engine.context import (
+    Compute,
+    Price,
+    PromptContext,
+    ReplayedFailure,
+    call_seed,
+    request_hash,
+)
+from toa.engine.store import CallRecord, RunStore, StoreReader
+from toa.errors import AgentUnavailableError, ServerError
+from toa.rewards import SimulatedReward
+from toa.testing import FakeServer, Faults
+from toa.types import Message, Prompt, Score, ScoreFailure
+
+PROMPT = Prompt.from_text("p1", "Explain why the sky looks blue.")
+MESSAGES = (Message("user", PROMPT.text),)
+OTHER = (Message("user", "Write a haiku about a harbour."),)
+RUN_SEED = 7
+
+
+def spec(server: FakeServer, name: str = "agent_a", **changes: object) -> AgentSpec:
+    base = AgentSpec(
+        name=name,
+        base_urls=(server.base_url,),
+        model=name,
+        params_b=2.0,
+        timeout_s=5.0,
+        retry=RetryPolicy(max_attempts=1, base_delay_s=0.0),
+        breaker=BreakerPolicy(failure_threshold=100, cooldown_s=60.0, max_cooldown_s=60.0),
+    )
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeServer]:
+    async with FakeServer() as s:
+        yield s
+
+
+@pytest.fixture
+async def pool(server: FakeServer) -> AsyncIterator[AgentPool]:
+    async with AgentPool([spec(server), spec(server, "agent_c", params_b=None)], seed=0) as p:
+        yield p
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[RunStore]:
+    s = RunStore(tmp_path / "store.sqlite")
+    yield s
+    s.close()
+
+
+def make_ctx(
+    pool: AgentPool,
+    store: RunStore | None,
+    *,
+    reward: object | None = None,
+    prices: dict[str, Price] | None = None,
+    replay_from: RunStore | None = None,
+) -> PromptContext:
+    return PromptContext(
+        PROMPT,
+        pool=pool,
+        reward=reward or SimulatedReward(),  # type: ignore[arg-type]
+        store=store,
+        run_seed=RUN_SEED,
+        prices=prices,
+        stored_calls=replay_from.calls_for(PROMPT.id) if replay_from else None,
+        stored_rewards=replay_from.rewards_for(PROMPT.id) if replay_from else None,
+    )
+
+
+class CountingReward:
+    """SimulatedReward that counts what it is asked to score."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.scored: list[str] = []
+
+    async def score(self, prompt: Prompt, responses: Sequence[str]) -> list[Score]:
+        self.scored.extend(responses)
+        return await SimulatedReward().score(prompt, responses)
+
+    async def aclose(self) -> None:
+        return None
+
+
+class RaisingReward:
+    name = "raising"
+
+    async def score(self, prompt: Prompt, responses: Sequence[str]) -> list[Score]:
+        raise RuntimeError("reward model out of memory")
+
+    async def aclose(self) -> None:
+        return None
+
+
+class ShortReward:
+    name = "short"
+
+    async def score(self, prompt: Prompt, responses: Sequence[str]) -> list[Score]:
+        return [0.5]
+
+    async def aclose(self) -> None:
+        return None
+
+
+# ------------------------------------------------------------------------------- generation
+
+
+async def test_generate_sends_per_node_seed_and_stores_the_call(
+    server: FakeServer, pool: AgentPool, store: RunStore, tmp_path: Path
+) -> None:
+    ctx = make_ctx(pool, store)
+    first = await ctx.generate("agent_a", MESSAGES, node_id=3)
+    # queued when the call returned; committed once `flush` returns: an independent reader sees it
+    await ctx.flush()
+    with StoreReader(tmp_path / "store.sqlite") as reader:
+        stored = reader.calls_for(PROMPT.id)
+    assert set(stored) == {3}
+    record = stored[3]
+    assert record.ok
+    assert record.text == first.text
+    assert record.agent == "agent_a"
+    assert record.prompt_tokens == first.usage.prompt_tokens
+    assert record.completion_tokens == first.usage.completion_tokens
+
+    await ctx.generate("agent_a", MESSAGES, node_id=4)
+    bodies = [r.body for r in server.requests]
+    assert [b["seed"] for b in bodies] == [
+        call_seed(RUN_SEED, PROMPT.id, 3),
+        call_seed(RUN_SEED, PROMPT.id, 4),
+    ]
+    assert bodies[0]["seed"] != bodies[1]["seed"]
+    assert call_seed(RUN_SEED, PROMPT.id, 3) != call_seed(RUN_SEED, "p2", 3)
+    assert call_seed(RUN_SEED, PROMPT.id, 3) != call_seed(RUN_SEED + 1, PROMPT.id, 3)
+    # the stored hash is the one of exactly this request (agent, messages, sampling with seed)
+    client = pool["agent_a"]
+    sampling = dataclasses.replace(client.spec.sampling, seed=call_seed(RUN_SEED, PROMPT.id, 3))
+    assert record.request_hash == request_hash(client.spec, MESSAGES, sampling.to_request_fields())
+
+
+async def test_replay_returns_stored_completion_without_a_request(
+    server: FakeServer, pool: AgentPool, store: RunStore
+) -> None:
+    original = make_ctx(pool, store)
+    done = await original.generate("agent_a", MESSAGES, node_id=1)
+    await original.flush()
+    before = server.stats()["total"]
+
+    resumed = make_ctx(pool, None, replay_from=store)
+    again = await resumed.generate("agent_a", MESSAGES, node_id=1)
+
+    assert server.stats()["total"] == before  # nothing reached the server
+    assert (again.text, again.usage, again.agent) == (done.text, done.usage, done.agent)
+    c = resumed.compute
+    assert (c.calls, c.replayed_calls, c.failed_calls) == (1, 1, 0)
+    assert c.prompt_tokens == done.usage.prompt_tokens
+    assert c.completion_tokens == done.usage.completion_tokens
+
+
+async def test_replay_only_for_the_same_request(
+    server: FakeServer, pool: AgentPool, store: RunStore
+) -> None:
+    original = make_ctx(pool, store)
+    await original.generate("agent_a", MESSAGES, node_id=1)
+    await original.flush()
+    before = server.stats()["total"]
+    resumed = make_ctx(pool, None, replay_from=store)
+    # other messages at the same node, or another agent: a different request, sent again
+    await resumed.generate("agent_a", OTHER, node_id=1)
+    await resumed.generate("agent_c", MESSAGES, node_id=1)
+    # another node: not stored, sent
+    await resumed.generate("agent_a", MESSAGES, node_id=2)
+    assert server.stats()["total"] == before + 3
+    assert resumed.compute.replayed_calls == 0
+
+
+async def test_stored_failure_replays_as_failure(
+    server: FakeServer, pool: AgentPool, store: RunStore
+) -> None:
+    server.set_faults(Faults(script=("500",)))
+    ctx = make_ctx(pool, store)
+    with pytest.raises(ServerError) as raised:
+        await ctx.generate("agent_a", MESSAGES, node_id=5)
+    await ctx.flush()
+    record = store.calls_for(PROMPT.id)[5]
+    assert not record.ok
+    assert record.text is None
+    assert record.error == str(raised.value)
+    assert record.error
+    assert record.error_type == "ServerError"
+    assert (ctx.compute.calls, ctx.compute.failed_calls) == (1, 1)
+
+    before = server.stats()["total"]
+    resumed = make_ctx(pool, None, replay_from=store)
+    with pytest.raises(ReplayedFailure) as replayed:
+        await resumed.generate("agent_a", MESSAGES, node_id=5)
+    assert server.stats()["total"] == before
+    assert "(replayed)" in str(replayed.value)
+    assert record.error in str(replayed.value)
+    c = resumed.compute
+    assert (c.calls, c.failed_calls, c.replayed_calls) == (1, 1, 1)
+    assert (c.prompt_tokens, c.completion_tokens) == (0, 0)
+
+
+async def test_stored_unavailable_replays_as_unavailable(
+    server: FakeServer, pool: AgentPool
+) -> None:
+    client = pool["agent_a"]
+    sampling = dataclasses.replace(client.spec.sampling, seed=call_seed(RUN_SEED, PROMPT.id, 2))
+    record = CallRecord(
+        prompt_id=PROMPT.id,
+        node_id=2,
+        agent="agent_a",
+        request_hash=request_hash(client.spec, MESSAGES, sampling.to_request_fields()),
+        ok=False,
+        text=None,
+        error="agent 'agent_a': all 1 replica(s) are out",
+        error_type="AgentUnavailableError",
+        prompt_tokens=None,
+        completion_tokens=None,
+        finish_reason=None,
+        latency_s=0.0,
+        attempts=0,
+        endpoint=None,
+        created_s=0.0,
+    )
+    ctx = PromptContext(
+        PROMPT,
+        pool=pool,
+        reward=SimulatedReward(),
+        store=None,
+        run_seed=RUN_SEED,
+        stored_calls={2: record},
+    )
+    with pytest.raises(AgentUnavailableError, match="replayed"):
+        await ctx.generate("agent_a", MESSAGES, node_id=2)
+    assert server.stats()["total"] == 0
+    assert ctx.compute.failed_calls == 1
+
+
+async def test_accounting_calls_tokens_flops_cost(
+    server: FakeServer, pool: AgentPool, store: RunStore
+) -> None:
+    prices = {"agent_a": Price(prompt_usd_per_mtok=3.0, completion_usd_per_mtok=15.0)}
+    ctx = make_ctx(pool, store, prices=prices)
+    a1 = await ctx.generate("agent_a", MESSAGES, node_id=1)
+    a2 = await ctx.generate("agent_a", OTHER, node_id=2)
+    c1 = await ctx.generate("agent_c", MESSAGES, node_id=3)  # no params_b, no price
+    server.set_faults(Faults(script=("500",)))
+    with pytest.raises(ServerError):
+        await ctx.generate("agent_c", OTHER, node_id=4)
+    await ctx.flush()
+
+    usages = [x.usage for x in (a1, a2, c1)]
+    assert all(u.prompt_tokens and u.completion_tokens for u in usages)
+    c = ctx.compute
+    assert (c.calls, c.failed_calls, c.replayed_calls, c.missing_usage) == (4, 1, 0, 0)
+    assert c.prompt_tokens == sum(u.prompt_tokens or 0 for u in usages)
+    assert c.completion_tokens == sum(u.completion_tokens or 0 for u in usages)
+    a_tokens = a1.usage.total_tokens + a2.usage.total_tokens
+    assert c.flops == pytest.approx(2 * 2.0e9 * a_tokens)  # only agent_a has params_b
+    a_prompt = (a1.usage.prompt_tokens or 0) + (a2.usage.prompt_tokens or 0)
+    a_completion = (a1.usage.completion_tokens or 0) + (a2.usage.completion_tokens or 0)
+    assert c.cost_usd == pytest.approx((a_prompt * 3.0 + a_completion * 15.0) / 1e6)
+    assert c.by_agent["agent_a"].to_dict() == {
+        "calls": 2,
+        "failed_calls": 0,
+        "prompt_tokens": a_prompt,
+        "completion_tokens": a_completion,
+    }
+    assert c.by_agent["agent_c"].calls == 2
+    assert c.by_agent["agent_c"].failed_calls == 1
+    as_dict = c.to_dict()
+    assert as_dict["calls"] == 4
+    assert as_dict["failed_calls"] == 1
+    assert as_dict["flops"] == c.flops
+
+    # replayed calls count the same again (they were paid for once, earlier)
+    resumed = make_ctx(pool, None, prices=prices, replay_from=store)
+    before = server.stats()["total"]
+    await resumed.generate("agent_a", MESSAGES, node_id=1)
+    await resumed.generate("agent_a", OTHER, node_id=2)
+    assert server.stats()["total"] == before
+    assert resumed.compute.flops == pytest.approx(2 * 2.0e9 * a_tokens)
+    assert resumed.compute.cost_usd == pytest.approx(c.cost_usd)
+
+
+async def test_missing_usage_is_counted_not_invented(tmp_path: Path) -> None:
+    async with (
+        FakeServer(omit_usage=True) as server,
+        AgentPool([spec(server)], seed=0) as pool,
+    ):
+        ctx = make_ctx(pool, None)
+        completion = await ctx.generate("agent_a", MESSAGES, node_id=1)
+    assert completion.usage.missing
+    c = ctx.compute
+    assert (c.calls, c.missing_usage, c.prompt_tokens, c.completion_tokens, c.flops) == (
+        1,
+        1,
+        0,
+        0,
+        0.0,
+    )
+
+
+# ------------------------------------------------------------------------------------ rewards
+
+
+async def test_score_counts_and_stores_each_reward(
+    pool: AgentPool, store: RunStore, server: FakeServer
+) -> None:
+    reward = CountingReward()
+    ctx = make_ctx(pool, store, reward=reward)
+    texts = [(await ctx.generate("agent_a", MESSAGES, node_id=i)).text for i in (1, 2)]
+    texts.append("a response with no quality marker")
+    scores = await ctx.score(PROMPT, texts, node_ids=[1, 2, 3])
+    assert all(isinstance(s, float) for s in scores[:2])
+    assert isinstance(scores[2], ScoreFailure)
+    assert scores[2].message
+    assert (ctx.compute.reward_calls, ctx.compute.failed_rewards) == (3, 1)
+    await ctx.flush()
+    rewards = store.rewards_for(PROMPT.id)
+    assert [rewards[i].score for i in (1, 2)] == scores[:2]
+    assert not rewards[3].ok
+    assert rewards[3].score is None
+    assert rewards[3].error
+
+    # resume: stored rewards (the failure too) are replayed, not asked for again
+    resumed_reward = CountingReward()
+    resumed = make_ctx(pool, None, reward=resumed_reward, replay_from=store)
+    again = await resumed.score(PROMPT, texts, node_ids=[1, 2, 3])
+    assert resumed_reward.scored == []
+    assert again[:2] == scores[:2]
+    assert isinstance(again[2], ScoreFailure)
+    assert (resumed.compute.reward_calls, resumed.compute.failed_rewards) == (3, 1)
+    # a different text at a stored node is scored afresh
+    await resumed.score(PROMPT, [texts[1]], node_ids=[1])
+    assert resumed_reward.scored == [texts[1]]
+
+
+@pytest.mark.parametrize("reward", [RaisingReward(), ShortReward()], ids=["raises", "short"])
+async def test_failing_reward_gives_score_failure_per_response_never_zero(
+    pool: AgentPool, store: RunStore, reward: object
+) -> None:
+    ctx = make_ctx(pool, store, reward=reward)
+    texts = [(await ctx.generate("agent_a", MESSAGES, node_id=i)).text for i in (1, 2, 3)]
+    scores = await ctx.score(PROMPT, texts, node_ids=[1, 2, 3])
+    assert len(scores) == 3
+    for s in scores:
+        assert isinstance(s, ScoreFailure)
+        assert s.message
+        assert s.error_type
+    if isinstance(reward, RaisingReward):
+        assert "out of memory" in scores[0].message  # type: ignore[union-attr]
+        assert scores[0].error_type == "RuntimeError"  # type: ignore[union-attr]
+    assert (ctx.compute.reward_calls, ctx.compute.failed_rewards) == (3, 3)
+    await ctx.flush()
+    stored = store.rewards_for(PROMPT.id)
+    assert len(stored) == 3
+    for record in stored.values():
+        assert not record.ok
+        assert record.score is None
+        assert record.error
+
+
+def test_compute_to_dict_is_json_ready() -> None:
+    c = Compute(calls=2, failed_calls=1, prompt_tokens=3, cost_usd=0.1234567)
+    d = c.to_dict()
+    assert d["cost_usd"] == 0.123457
+    assert set(d) >= {"calls", "prompt_tokens", "completion_tokens", "flops", "reward_calls"}
