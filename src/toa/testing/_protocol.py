@@ -7,6 +7,8 @@ parsing and the response bodies, so the server itself only routes, accounts and 
 from __future__ import annotations
 
 import json
+import math
+import re
 import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -14,10 +16,15 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from toa.testing.world import qualities_in
+from toa.testing.world import Verdict, qualities_in
 
 KINDS: Final = ("fresh", "refine", "aggregate")
 """Request kinds, by their number of quality markers: none, one, two or more."""
+JUDGE_KIND: Final = "judge"
+"""The kind of every request to a judge agent, whatever its markers."""
+MAX_TOP_LOGPROBS: Final = 20
+_LOGPROB_FLOOR: Final = 1e-6  # P(yes) and P(no) are clamped to [1e-6, 1 - 1e-6] before the log
+_TOKEN_RE: Final = re.compile(r"\s*\w+|\s*[^\w\s]")
 
 
 class Rejected(Exception):
@@ -43,10 +50,13 @@ class Call:
     text: str
     max_tokens: int | None
     seed: int | None
+    judge: bool = False
+    top_logprobs: int | None = None  # judge requests: alternatives asked per token; None: none
     kind: str = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "kind", KINDS[min(2, len(qualities_in(self.text)))])
+        kind = JUDGE_KIND if self.judge else KINDS[min(2, len(qualities_in(self.text)))]
+        object.__setattr__(self, "kind", kind)
 
 
 def json_object(raw: bytes) -> dict[str, Any]:
@@ -60,8 +70,18 @@ def json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def parse_call(body: dict[str, Any], *, seq: int, chat: bool, agents: Collection[str]) -> Call:
-    """The generation request in `body`; raises `Rejected` (400, or 404 for an unknown agent)."""
+def parse_call(
+    body: dict[str, Any],
+    *,
+    seq: int,
+    chat: bool,
+    agents: Collection[str],
+    judges: Collection[str] = frozenset(),
+) -> Call:
+    """The generation request in `body`; raises `Rejected` (400, or 404 for an unknown agent).
+
+    For a judge agent the log-probability request is read too (`judge_logprobs_asked`).
+    """
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise Rejected(400, "'model' is required and must be a non-empty string", param="model")
@@ -77,7 +97,33 @@ def parse_call(body: dict[str, Any], *, seq: int, chat: bool, agents: Collection
         raise Rejected(
             404, f"The model `{model}` does not exist.", param="model", code="model_not_found"
         )
+    if model in judges:
+        top = judge_logprobs_asked(body, chat=chat)
+        return Call(seq, chat, model, text, max_tokens, seed, judge=True, top_logprobs=top)
     return Call(seq, chat, model, text, max_tokens, seed)
+
+
+def judge_logprobs_asked(body: dict[str, Any], *, chat: bool) -> int | None:
+    """How many top alternatives per token a judge request asks for; None when it asks none.
+
+    Chat: ``"logprobs": true`` with ``"top_logprobs"``: an integer in 0..20 (absent: 0).
+    Completions: ``"logprobs"``: an integer in 0..20 (a bool is refused). Otherwise HTTP 400.
+    """
+    asked = body.get("logprobs")
+    if chat:
+        if asked is None or asked is False:
+            return None
+        if asked is not True:
+            raise Rejected(400, "'logprobs' must be a boolean", param="logprobs")
+        asked = body.get("top_logprobs", 0)
+        param = "top_logprobs"
+    else:
+        if asked is None:
+            return None
+        param = "logprobs"
+    if not _is_int(asked) or not 0 <= asked <= MAX_TOP_LOGPROBS:
+        raise Rejected(400, f"'{param}' must be an integer in 0..{MAX_TOP_LOGPROBS}", param=param)
+    return int(asked)
 
 
 def _check_options(body: dict[str, Any]) -> None:
@@ -122,12 +168,81 @@ def fit(text: str, max_tokens: int | None) -> tuple[str, str]:
 def completion_body(call: Call, answer: str, *, omit_usage: bool) -> dict[str, Any]:
     """The ``chat.completion`` / ``text_completion`` body that answers `call` with `answer`."""
     text, finish_reason = fit(answer, call.max_tokens)
+    return _envelope(call, text, finish_reason, None, omit_usage=omit_usage)
+
+
+def judge_body(
+    call: Call, verdict: Verdict, *, omit_usage: bool, omit_logprobs: bool = False
+) -> dict[str, Any]:
+    """The body that answers a judge request with `verdict`: its text cut to ``max_tokens``
+    tokens (finish_reason ``"length"`` then), with log-probabilities when the request asked
+    (and `omit_logprobs` is False: some servers ignore the request).
+
+    Tokens are words and punctuation marks, each with its leading whitespace ("Score", ":",
+    " 7"). Each token's log-probability is 0 and its only alternative itself, except the first
+    token of a yes/no verdict: its alternatives are "Yes" with log(q) and "No" with log(1 - q)
+    (q clamped to [1e-6, 1 - 1e-6]), best first; ``top_logprobs`` cuts every list.
+    """
+    tokens = _TOKEN_RE.findall(verdict.text)
+    finish_reason = "stop"
+    if call.max_tokens is not None and len(tokens) > call.max_tokens:
+        tokens, finish_reason = tokens[: call.max_tokens], "length"
+    logprobs = None
+    if call.top_logprobs is not None and not omit_logprobs:
+        tops = [[(t, 0.0)] for t in tokens]
+        if verdict.mode == "yes_no" and verdict.quality is not None:
+            q = min(1.0 - _LOGPROB_FLOOR, max(_LOGPROB_FLOOR, verdict.quality))
+            pairs = [("Yes", math.log(q)), ("No", math.log(1.0 - q))]
+            tops[0] = sorted(pairs, key=lambda p: -p[1])
+        chosen = [next(lp for a, lp in top if a == t) for t, top in zip(tokens, tops, strict=True)]
+        tops = [top[: call.top_logprobs] for top in tops]
+        shape = _chat_logprobs if call.chat else _legacy_logprobs
+        logprobs = shape(tokens, chosen, tops)
+    return _envelope(call, "".join(tokens), finish_reason, logprobs, omit_usage=omit_usage)
+
+
+def _chat_logprobs(
+    tokens: list[str], chosen: list[float], tops: list[list[tuple[str, float]]]
+) -> dict[str, Any]:
+    """OpenAI chat shape: ``{"content": [{token, logprob, bytes, top_logprobs: [...]}], ...}``."""
+
+    def entry(token: str, logprob: float) -> dict[str, Any]:
+        return {"token": token, "logprob": logprob, "bytes": list(token.encode())}
+
+    content = [
+        {**entry(t, lp), "top_logprobs": [entry(a, alp) for a, alp in top]}
+        for t, lp, top in zip(tokens, chosen, tops, strict=True)
+    ]
+    return {"content": content, "refusal": None}
+
+
+def _legacy_logprobs(
+    tokens: list[str], chosen: list[float], tops: list[list[tuple[str, float]]]
+) -> dict[str, Any]:
+    """OpenAI completions shape: tokens, token_logprobs, top_logprobs (dicts), text_offset."""
+    offsets = [sum(len(t) for t in tokens[:i]) for i in range(len(tokens))]
+    return {
+        "tokens": tokens,
+        "token_logprobs": chosen,
+        "top_logprobs": [dict(top) for top in tops],
+        "text_offset": offsets,
+    }
+
+
+def _envelope(
+    call: Call,
+    text: str,
+    finish_reason: str,
+    logprobs: dict[str, Any] | None,
+    *,
+    omit_usage: bool,
+) -> dict[str, Any]:
     choice: dict[str, Any]
     if call.chat:
         message = {"role": "assistant", "content": text}
-        choice = {"index": 0, "message": message, "logprobs": None}
+        choice = {"index": 0, "message": message, "logprobs": logprobs}
     else:
-        choice = {"index": 0, "text": text, "logprobs": None}
+        choice = {"index": 0, "text": text, "logprobs": logprobs}
     choice["finish_reason"] = finish_reason
     payload: dict[str, Any] = {
         "id": f"{'chatcmpl' if call.chat else 'cmpl'}-fake{call.seq:010d}",

@@ -27,7 +27,8 @@ class ReceivedRequest:
             order in which requests took script items and random draws.
         path: the request path, e.g. ``/v1/chat/completions``.
         agent: the ``model`` the request named ('' when it named none).
-        kind: ``fresh``, ``refine`` or ``aggregate``; '' for a rejected request.
+        kind: ``fresh``, ``refine`` or ``aggregate``; ``judge`` for any request to a judge
+            agent; '' for a rejected request.
         body: the parsed JSON body ({} when it was not a JSON object).
         headers: the request headers, as received.
         status: the HTTP status the server answered; 0 when it sent no response (a dropped
@@ -49,7 +50,8 @@ class ReceivedRequest:
 
 
 class Ledger:
-    """The fake server's counters and request log, for the agents `agent_names`."""
+    """The fake server's counters and request log, for the agents `agent_names`; `by_kind` counts
+    the request kinds `kinds` (the server adds ``"judge"`` when its world has a judge agent)."""
 
     _total: int
     _by_agent: dict[str, int]
@@ -58,8 +60,11 @@ class Ledger:
     _max_in_flight: int
     _max_in_flight_by_agent: dict[str, int]
 
-    def __init__(self, agent_names: Sequence[str], log_size: int) -> None:
+    def __init__(
+        self, agent_names: Sequence[str], log_size: int, kinds: Sequence[str] = KINDS
+    ) -> None:
         self._agent_names = tuple(agent_names)
+        self._kinds = tuple(kinds)
         self._lock = threading.Lock()
         self._log: deque[ReceivedRequest] = deque(maxlen=log_size)
         self._in_flight = 0
@@ -143,7 +148,7 @@ class Ledger:
     def _clear(self) -> None:
         self._total = 0
         self._by_agent = dict.fromkeys(self._agent_names, 0)
-        self._by_kind = dict.fromkeys(KINDS, 0)
+        self._by_kind = dict.fromkeys(self._kinds, 0)
         self._by_status = {}
         self._max_in_flight = self._in_flight
         self._max_in_flight_by_agent = dict(self._in_flight_by_agent)

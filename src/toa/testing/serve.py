@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toa.testing.faults import Faults
-from toa.testing.world import World
+from toa.testing.world import World, judge_profile
 
 if TYPE_CHECKING:
     # `toa.testing.server` re-exports this module's names, so the server is imported only
@@ -32,7 +32,10 @@ logger = logging.getLogger("toa.testing.server")
 
 
 def build_world(
-    world_name: str = "helps", agents: Sequence[str] | str | None = None, seed: int = 0
+    world_name: str = "helps",
+    agents: Sequence[str] | str | None = None,
+    seed: int = 0,
+    judges: Sequence[str] | str | None = None,
 ) -> World:
     """The named world, with its agents named as a configuration names them.
 
@@ -41,17 +44,21 @@ def build_world(
         agents: agent names (a sequence, or one comma-separated string); None or empty keeps the
             world's own agents. A name the world has keeps its profile; the k-th other name
             (k = 0, 1, ...) takes the profile of the world's agent number k modulo the number of
-            agents, in the world's order, renamed. The world then has exactly these agents.
+            agents, in the world's order, renamed. The world then has exactly these agents, and
+            the judges.
         seed: the world's seed.
+        judges: names of judge agents (a sequence, or one comma-separated string), added after
+            the agents with `toa.testing.world.judge_profile` (they grade responses; see
+            `toa.testing.server`). A name may not be both an agent and a judge.
     """
     base = World.named(world_name, seed=seed)
-    if isinstance(agents, str):
-        agents = agents.split(",")
-    names = [name.strip() for name in agents or () if name.strip()]
-    if not names:
+    names, judge_names = _names(agents), _names(judges)
+    if not judge_names and not names:
         return base
-    if len(set(names)) != len(names):
-        raise ValueError(f"agent names must be unique, got {names}")
+    if not names:
+        names = list(base.agent_names)
+    if len(set(names + judge_names)) != len(names) + len(judge_names):
+        raise ValueError(f"agent names must be unique (judges too), got {names + judge_names}")
     profiles = []
     spare = 0
     for name in names:
@@ -60,7 +67,14 @@ def build_world(
         else:
             profiles.append(replace(base.agents[spare % len(base.agents)], name=name))
             spare += 1
+    profiles += [judge_profile(name, base.n_families) for name in judge_names]
     return World(agents=tuple(profiles), n_families=base.n_families, seed=seed, name=base.name)
+
+
+def _names(given: Sequence[str] | str | None) -> list[str]:
+    if isinstance(given, str):
+        given = given.split(",")
+    return [name.strip() for name in given or () if name.strip()]
 
 
 @dataclass
@@ -123,6 +137,7 @@ def serve(
     host: str = "127.0.0.1",
     world_name: str = "helps",
     agents: Sequence[str] | str | None = None,
+    judges: Sequence[str] | str | None = None,
     latency_ms: Latency = 0.0,
     fail_rate: float = 0.0,
     seed: int = 0,
@@ -135,6 +150,7 @@ def serve(
         host: interface to listen on.
         world_name: 'helps', 'hurts' or 'dominant'.
         agents: agent names, see `build_world`.
+        judges: judge agent names, see `build_world`.
         latency_ms: delay per request, in milliseconds (fixed, or ``(lo, hi)``).
         fail_rate: probability in [0, 1] that a request fails with HTTP 500.
         seed: seed of the world and of the fault and latency draws.
@@ -143,7 +159,7 @@ def serve(
     """
     from toa.testing.server import FakeServer
 
-    world = build_world(world_name, agents, seed)
+    world = build_world(world_name, agents, seed, judges)
     server = FakeServer(
         world, host=host, port=port, latency_ms=latency_ms, faults=Faults(error_rate=fail_rate)
     )

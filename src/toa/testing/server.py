@@ -18,13 +18,21 @@ Endpoints:
   (code ``model_not_found``). Other fields (temperature, top_p, stop, ...) are accepted and
   ignored; so is any ``Authorization`` header.
 * ``GET /v1/models``: the agents, in OpenAI's list shape. ``GET /health``: 200.
+* Judge agents (profile ``judge=True``, e.g. ``build_world(..., judges="judge")``) answer
+  with `toa.testing.world.judge_verdict` instead of a response: "Yes" / "No" (q >= 0.5) or
+  "Score: N" (N = 1 + 9 q rounded half up) about the request's last quality marker. When the
+  request asks for log-probabilities (chat: ``"logprobs": true`` and ``"top_logprobs": k``;
+  completions: ``"logprobs": k``; k in 0..20, else HTTP 400) the choice carries them in OpenAI's
+  chat / completions shape, with logprob("Yes") = log(q) and logprob("No") = log(1 - q) for the
+  first token of a yes/no verdict (`toa.testing._protocol.judge_body`); otherwise
+  ``"logprobs": null``. Other agents ignore ``logprobs`` (always null) as before.
 * ``GET /stats``: the same dictionary as `FakeServer.stats` (below).
 
 Dynamics of one generation request:
 
 * Request text: for chat, every message's content joined with ``"\\n"``; for completions, the
   prompt. Its kind is given by its quality markers (`qualities_in`): none is ``fresh``, one is
-  ``refine``, two or more is ``aggregate``.
+  ``refine``, two or more is ``aggregate``; every request to a judge agent is ``judge``.
 * The answer is ``World.respond(agent, request_text, sample_key)``. The sample key is the request's
   ``seed`` field when it has one; otherwise it is how many unseeded requests with this exact
   (agent, request text) were answered before (0, 1, 2, ...): identical unseeded requests give
@@ -55,6 +63,9 @@ Statistics (`FakeServer.stats`, ``GET /stats``)::
     {"total": N, "by_agent": {"agent_a": N, ...},
      "by_kind": {"fresh": N, "refine": N, "aggregate": N}, "by_status": {"200": N, ...}}
 
+``by_kind`` has a ``"judge"`` key too when the world has a judge agent: every request to a judge
+counts there (whatever its markers), never as fresh, refine or aggregate.
+
 ``total``, ``by_agent`` (every agent of the world, zeros included) and ``by_kind`` count, at
 arrival, every generation request addressed to a known agent with a valid body, failed ones
 included, so ``total == sum(by_agent.values()) == sum(by_kind.values())``. ``by_status`` counts
@@ -83,10 +94,13 @@ from typing import Any, Final
 from aiohttp import web
 
 from toa.testing._protocol import (
+    JUDGE_KIND,
+    KINDS,
     Call,
     Rejected,
     completion_body,
     json_object,
+    judge_body,
     models_body,
     parse_call,
     rejection_response,
@@ -103,7 +117,7 @@ from toa.testing.faults import (
     fault_response,
 )
 from toa.testing.serve import build_world, running_in_thread, serve
-from toa.testing.world import World
+from toa.testing.world import World, judge_verdict
 
 __all__ = [
     "CONTEXT_LENGTH_TOKENS",
@@ -137,6 +151,8 @@ class FakeServer:
         agent_latency_ms: per-agent latencies that replace `latency_ms` for those agents.
         faults: the faults to inject (see `Faults`).
         omit_usage: leave ``usage`` out of responses (as some servers do).
+        omit_logprobs: judge agents never return log-probabilities, even when asked (as servers
+            that do not support them do).
         request_log_size: how many `ReceivedRequest` records `requests` keeps (the last ones).
         seed: seed of the fault and latency draws; the world's seed when None.
 
@@ -153,11 +169,13 @@ class FakeServer:
         agent_latency_ms: Mapping[str, Latency] | None = None,
         faults: Faults = NO_FAULTS,
         omit_usage: bool = False,
+        omit_logprobs: bool = False,
         request_log_size: int = 10_000,
         seed: int | None = None,
     ) -> None:
         self._world = world if world is not None else World.named("helps")
         self._names = frozenset(self._world.agent_names)
+        self._judges = frozenset(a.name for a in self._world.agents if a.judge)
         self._host = host
         self._requested_port = port
         self._latency = _check_latency(latency_ms, "latency_ms")
@@ -172,12 +190,14 @@ class FakeServer:
         self._faults = faults
         self._script_pos = 0
         self._omit_usage = omit_usage
+        self._omit_logprobs = omit_logprobs
         seed = self._world.seed if seed is None else seed
         self._fault_rng = random.Random(f"toa-fake-server/faults/{seed}")
         self._latency_rng = random.Random(f"toa-fake-server/latency/{seed}")
         self._samples_seen: dict[tuple[str, bytes], int] = {}
         self._models_body = models_body(self._world.agent_names)
-        self._ledger = Ledger(self._world.agent_names, request_log_size)
+        kinds = (*KINDS, JUDGE_KIND) if self._judges else KINDS
+        self._ledger = Ledger(self._world.agent_names, request_log_size, kinds)
         self._seq = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
@@ -340,7 +360,7 @@ class FakeServer:
         body: dict[str, Any] = {}
         try:
             body = json_object(raw)
-            call = parse_call(body, seq=seq, chat=chat, agents=self._names)
+            call = parse_call(body, seq=seq, chat=chat, agents=self._names, judges=self._judges)
         except Rejected as rejected:
             model = body.get("model")
             agent = model if isinstance(model, str) else ""
@@ -420,7 +440,15 @@ class FakeServer:
             return self._completion(call, sample_key)
         return fault_response(fault, call, faults), None
 
-    def _completion(self, call: Call, sample_key: int) -> tuple[web.StreamResponse, float]:
+    def _completion(self, call: Call, sample_key: int) -> tuple[web.StreamResponse, float | None]:
+        if call.judge:
+            body = judge_body(
+                call,
+                judge_verdict(call.text),
+                omit_usage=self._omit_usage,
+                omit_logprobs=self._omit_logprobs,
+            )
+            return web.json_response(body), None
         answer, quality = self._world.respond(call.agent, call.text, sample_key)
         body = completion_body(call, answer, omit_usage=self._omit_usage)
         return web.json_response(body), quality

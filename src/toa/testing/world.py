@@ -34,30 +34,49 @@ The three named worlds (three agents ``agent_a``, ``agent_b``, ``agent_c``; thre
 * ``hurts``: same fresh answers, but every rewrite (refinement or aggregation) is on average
   worse than its (best) parent.
 * ``dominant``: ``agent_c`` is best fresh and best at refining in every family.
+
+Judges. An agent whose profile has ``judge=True`` (`judge_profile`; `toa.testing.build_world`'s
+``judges`` makes them) grades instead of answering, with
+`judge_verdict`: the graded quality q is the request's LAST quality marker (the response under
+judgement, placed after the question and any reference). A request that asks for a rating on a
+1-10 scale (its text matches `JUDGE_SCORE_REQUEST_RE`: "1 to 10", "1-10", "1 - 10") gets
+``"Score: N"`` with N = floor(1 + 9 q + 1/2) (1 + 9 q rounded half up); any other gets ``"Yes"``
+when q >= 0.5, else ``"No"``, and P(yes) = q (the fake server's log-probabilities). A request with
+no marker gets ``"I cannot judge this response."``. Judge answers carry no quality marker.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import re
 import struct
 from dataclasses import dataclass, field
+from typing import Literal
 
 __all__ = [
     "FAMILY_MARKER_RE",
+    "JUDGE_SCORE_REQUEST_RE",
     "QUALITY_MARKER_RE",
+    "UNSURE_VERDICT",
     "AgentProfile",
+    "Verdict",
     "World",
     "decode_quality",
     "encode_quality",
     "family_marker",
+    "judge_profile",
+    "judge_verdict",
     "prompt_family",
     "qualities_in",
 ]
 
 QUALITY_MARKER_RE = re.compile(r"\[\[toa-q=([01]\.\d{6})\]\]")
 FAMILY_MARKER_RE = re.compile(r"\[\[toa-family=(\d+)\]\]")
+JUDGE_SCORE_REQUEST_RE = re.compile(r"\b1\s*(?:-|–|to)\s*10\b", re.IGNORECASE)
+"""A judge request that matches asks for a 1-10 score; any other asks Yes or No."""
+UNSURE_VERDICT = "I cannot judge this response."
 
 _FILLER = tuple(
     [
@@ -141,6 +160,37 @@ class AgentProfile:
     refine_std: float = 0.06
     aggregate_gain: float = 0.15
     words: int = 24  # length of the filler text of a response, in words
+    judge: bool = False  # grades responses (`judge_verdict`) instead of answering
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """A simulated judge's answer.
+
+    Attributes:
+        mode: 'yes_no', 'score', or 'unsure' (the request held no quality marker).
+        text: the reply: "Yes" / "No", "Score: N" (N in 1..10), or `UNSURE_VERDICT`.
+        quality: the graded quality q in [0, 1] (None when unsure).
+    """
+
+    mode: Literal["yes_no", "score", "unsure"]
+    text: str
+    quality: float | None
+
+
+def judge_profile(name: str, n_families: int = 3) -> AgentProfile:
+    """A judge agent's profile (its answer-quality fields are unused)."""
+    return AgentProfile(name, (0.5,) * n_families, (0.0,) * n_families, judge=True)
+
+
+def judge_verdict(request_text: str) -> Verdict:
+    """What a simulated judge answers to `request_text` (module docstring). Deterministic."""
+    q = decode_quality(request_text)
+    if q is None:
+        return Verdict("unsure", UNSURE_VERDICT, None)
+    if JUDGE_SCORE_REQUEST_RE.search(request_text):
+        return Verdict("score", f"Score: {math.floor(1.0 + 9.0 * q + 0.5)}", q)
+    return Verdict("yes_no", "Yes" if q >= 0.5 else "No", q)
 
 
 @dataclass(frozen=True)
