@@ -261,7 +261,7 @@ async def _run_in(
     stop: asyncio.Event | None,
 ) -> RunReport:
     started = time.perf_counter()
-    reward = build_reward(settings)
+    reward = await asyncio.to_thread(build_reward, settings)  # a model load must not block
     total, already_done = _count_prompts(store, input_path, prompt_field, limit)
     if progress is not None:
         progress.started(total=total, already_done=already_done)
