@@ -17,7 +17,13 @@ from typing import Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from toa.agents.spec import AgentSpec, BreakerPolicy, RetryPolicy
+from toa.agents.spec import (
+    AgentSpec,
+    BreakerPolicy,
+    RetryPolicy,
+    check_base_urls,
+    check_key_env_name,
+)
 from toa.errors import ConfigError
 from toa.rewards.factory import RewardConfig
 from toa.search import Templates, make_strategy
@@ -98,12 +104,7 @@ class AgentConfig(_Model):
     @field_validator("base_url")
     @classmethod
     def _urls(cls, value: str | list[str]) -> str | list[str]:
-        urls = [value] if isinstance(value, str) else value
-        if not urls:
-            raise ValueError("give at least one URL")
-        for url in urls:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"{url!r} is not an http(s) URL such as http://127.0.0.1:8000/v1")
+        check_base_urls(value)
         return value
 
     @field_validator("prompt_template")
@@ -116,10 +117,7 @@ class AgentConfig(_Model):
     @field_validator("api_key_env")
     @classmethod
     def _key_env(cls, value: str | None) -> str | None:
-        if value is not None and (value.startswith(("sk-", "Bearer")) or len(value) > 64):
-            raise ValueError(
-                "looks like a key: give the NAME of the environment variable that holds it"
-            )
+        check_key_env_name(value)
         return value
 
     def to_spec(self) -> AgentSpec:

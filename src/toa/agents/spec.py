@@ -14,7 +14,14 @@ from typing import Any, Literal
 
 from toa.types import SamplingParams
 
-__all__ = ["AgentMode", "AgentSpec", "BreakerPolicy", "RetryPolicy"]
+__all__ = [
+    "AgentMode",
+    "AgentSpec",
+    "BreakerPolicy",
+    "RetryPolicy",
+    "check_base_urls",
+    "check_key_env_name",
+]
 
 AgentMode = Literal["chat", "completion"]
 
@@ -141,3 +148,21 @@ class AgentSpec:
             raise ValueError(f"agent {self.name!r}: prompt_template must contain {{prompt}}")
         if not isinstance(self.extra_body, MappingProxyType):
             object.__setattr__(self, "extra_body", MappingProxyType(dict(self.extra_body)))
+
+
+def check_base_urls(value: str | list[str], *, example: str = "http://127.0.0.1:8000/v1") -> None:
+    """Raise ValueError unless `value` is one http(s) URL or a non-empty list of them."""
+    urls = [value] if isinstance(value, str) else value
+    if not urls:
+        raise ValueError("give at least one URL")
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http(s) URL such as {example}")
+
+
+def check_key_env_name(value: str | None) -> None:
+    """Raise ValueError when an `api_key_env` value looks like a key rather than a variable name."""
+    if value is not None and (value.startswith(("sk-", "Bearer")) or len(value) > 64):
+        raise ValueError(
+            "looks like a key: give the NAME of the environment variable that holds it"
+        )

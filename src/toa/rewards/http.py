@@ -52,7 +52,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from toa.agents.client import AgentClient, AgentPool
-from toa.agents.spec import AgentSpec, BreakerPolicy, RetryPolicy
+from toa.agents.spec import (
+    AgentSpec,
+    BreakerPolicy,
+    RetryPolicy,
+    check_base_urls,
+    check_key_env_name,
+)
 from toa.errors import AgentError, ConfigError
 from toa.types import Prompt, Score, ScoreFailure
 
@@ -155,19 +161,13 @@ class EndpointSettings(_Model):
     @field_validator("base_url")
     @classmethod
     def _urls(cls, value: str | list[str]) -> str | list[str]:
-        urls = [value] if isinstance(value, str) else value
-        if not urls:
-            raise ValueError("give at least one URL")
-        for url in urls:
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"{url!r} is not an http(s) URL such as http://127.0.0.1:8000")
+        check_base_urls(value, example="http://127.0.0.1:8000")
         return value
 
     @field_validator("api_key_env")
     @classmethod
     def _key_env(cls, value: str | None) -> str | None:
-        if value is not None and (value.startswith(("sk-", "Bearer")) or len(value) > 64):
-            raise ValueError("looks like a key: give the NAME of the environment variable")
+        check_key_env_name(value)
         return value
 
     def to_spec(self) -> AgentSpec:
