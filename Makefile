@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: test demo lint typecheck pytest bench install-dev install-local clean
+.PHONY: test test-comet demo lint typecheck pytest bench install-dev install-local clean
 
 # The venv is (re)built when pyproject.toml changes; the stamp records what was installed.
 $(BIN)/python:
@@ -52,8 +52,22 @@ typecheck: install-dev
 pytest: install-dev install-local
 	$(BIN)/pytest
 
-# Lint, strict type check, the whole test suite.
-test: lint typecheck pytest
+# The `comet` extra pins transformers 4 and numpy 1, which cannot live beside the `train` extra:
+# its tests (real unbabel-comet on tiny checkpoints built by the test) run in their own venv.
+COMET_VENV ?= .venv-comet
+
+$(COMET_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(COMET_VENV)
+	$(COMET_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(COMET_VENV)/bin/python -m pip install --quiet "torch==2.13.0"
+	$(COMET_VENV)/bin/python -m pip install --quiet -e '.[dev,comet]'
+	touch $@
+
+test-comet: $(COMET_VENV)/.installed
+	$(COMET_VENV)/bin/pytest -p no:cacheprovider tests/rewards/test_comet.py
+
+# Lint, strict type check, the whole test suite (and the COMET tests in their own venv).
+test: lint typecheck pytest test-comet
 
 # The embedded default: three real local models, a real reward, a dataset and a summary.
 demo: install-dev install-local
@@ -63,4 +77,4 @@ bench: install-dev
 	$(BIN)/python benchmarks/client_throughput.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache build dist
+	rm -rf $(VENV) $(COMET_VENV) .mypy_cache .pytest_cache .ruff_cache build dist
