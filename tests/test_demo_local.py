@@ -65,10 +65,13 @@ def test_every_agent_generated_real_text_and_every_text_was_scored(demo_run: Pat
         assert len(samples) == 4  # the budget, failures included
         for s in samples:
             if s.get("error") is None:
-                assert s["response"], s
+                # a model may stop at once (an empty text is its answer, scored like any other)
+                assert isinstance(s["response"], str), s
                 assert s["reward"] in (0.0, 1.0), s  # verify: correct or not, never made up
                 texts_by_agent.setdefault(s["agent"], []).append(s["response"])
     assert set(texts_by_agent) == {"smollm2-135m", "qwen2.5-coder-0.5b", "gemma3-270m"}
+    for agent, texts in texts_by_agent.items():
+        assert any(t.strip() for t in texts), f"{agent} never produced any text"
     # real models, not the fake server: no simulated quality markers
     assert not any("[[toa-q=" in t for texts in texts_by_agent.values() for t in texts)
 
