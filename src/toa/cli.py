@@ -105,7 +105,7 @@ def _print_report(report: RunReport) -> None:
         ("prompts", f"{report.finished} finished, {report.already_done} already done, "
                     f"{report.failed} failed, {report.bad_rows} bad rows, of {report.total}"),
         ("calls", f"{c.calls:,} ({c.replayed_calls:,} replayed from the store, "
-                  f"{c.failed_calls:,} failed)"),
+                  f"{c.cached_calls:,} from the cache, {c.failed_calls:,} failed)"),
         ("tokens", f"{c.prompt_tokens:,} prompt + {c.completion_tokens:,} completion"),
         ("rewards", f"{c.reward_calls:,} ({c.failed_rewards:,} failed)"),
     ]  # fmt: skip
@@ -172,6 +172,13 @@ def run_command(
         str | None,
         typer.Option(help="Field holding the prompt (default: instruction, then prompt)."),
     ] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="A generation cache file shared across runs: identical requests are not sent "
+            "again (sets runner.cache)."
+        ),
+    ] = None,
 ) -> None:
     """Run a strategy over every prompt; every call is stored as it completes.
 
@@ -179,23 +186,36 @@ def run_command(
     configuration error; 130 interrupted (resume with `toa resume RUN_DIR`).
     """
     try:
-        settings = load_config(config).with_overrides(strategy=strategy, budget=budget)
+        settings = load_config(config).with_overrides(
+            strategy=strategy, budget=budget, cache=_cache_path(cache)
+        )
         _execute(settings, input_path=input, run_dir=output, prompt_field=prompt_field, limit=limit)
     except TOAError as error:
         _fail(error)
+
+
+def _cache_path(cache: Path | None) -> str | None:
+    """An absolute path, so that `toa resume` from another directory finds the same file."""
+    return str(cache.expanduser().resolve()) if cache is not None else None
 
 
 @app.command("resume")
 def resume_command(
     run_dir: Annotated[Path, typer.Argument(help="A run directory made by `toa run`.")],
     limit: Annotated[int | None, typer.Option(help="Only the first K good prompts.", min=1)] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(help="Use this generation cache file (default: the run's own setting)."),
+    ] = None,
 ) -> None:
     """Continue a stopped run with its own configuration; never repeats a finished call."""
     from toa.engine.manifest import read_manifest
 
     try:
         manifest = read_manifest(run_dir)
-        settings = parse_config(manifest["config"], source=str(run_dir / "manifest.json"))
+        settings = parse_config(
+            manifest["config"], source=str(run_dir / "manifest.json")
+        ).with_overrides(cache=_cache_path(cache))
         source = manifest.get("input", {})
         input_path = Path(source.get("path", ""))
         if not input_path.is_file():

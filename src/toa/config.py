@@ -183,9 +183,17 @@ class TemplatesConfig(_Model):
 
 
 class RunnerConfig(_Model):
-    """How many prompts run at once (each with its own tree)."""
+    """How the engine runs: prompts at once (each with its own tree), the generation cache.
+
+    Neither changes what is generated, so both may change when a run is resumed.
+    """
 
     prompts_in_flight: int = Field(16, ge=1)
+    cache: str | None = Field(
+        None,
+        min_length=1,
+        description="a generation cache file shared across runs (SQLite; see toa.engine.cache)",
+    )
 
 
 class RunConfig(_Model):
@@ -262,16 +270,18 @@ class RunSettings:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def with_overrides(
-        self, *, strategy: str | None = None, budget: int | None = None
+        self, *, strategy: str | None = None, budget: int | None = None, cache: str | None = None
     ) -> RunSettings:
-        """The same settings with the CLI's --strategy / --budget applied."""
-        if strategy is None and budget is None:
+        """The same settings with the CLI's --strategy / --budget / --cache applied."""
+        if strategy is None and budget is None and cache is None:
             return self
         data = self.config.model_dump(mode="json", exclude_none=True)
         if strategy is not None and strategy != data["strategy"].get("name"):
             data["strategy"] = {"name": strategy, "budget": data["strategy"].get("budget", 16)}
         if budget is not None:
             data["strategy"]["budget"] = budget
+        if cache is not None:
+            data["runner"]["cache"] = cache
         return parse_config(data, source=self.source)
 
 

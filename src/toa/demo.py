@@ -31,6 +31,7 @@ __all__ = [
     "AgentTally",
     "DemoOptions",
     "DemoResult",
+    "agent_config",
     "demo_problems_path",
     "local_settings",
     "run_demo",
@@ -94,7 +95,7 @@ class DemoResult:
     dpo_path: Path | None = None
 
 
-def _agent_config(spec: AgentSpec) -> dict[str, Any]:
+def agent_config(spec: AgentSpec) -> dict[str, Any]:
     """The YAML-shaped configuration of a running local model (for the manifest)."""
     s = spec.sampling
     return {
@@ -143,9 +144,7 @@ def local_settings(options: DemoOptions) -> RunSettings:
     servers = start_servers()
     sampling = SamplingParams(temperature=0.7, max_tokens=options.max_tokens)
     specs = agent_specs(servers, sampling=sampling)
-    return _settings(
-        [_agent_config(s) for s in specs], options, {"type": "verify", "mode": "gsm8k"}
-    )
+    return _settings([agent_config(s) for s in specs], options, {"type": "verify", "mode": "gsm8k"})
 
 
 def _results(run_dir: Path) -> Iterator[dict[str, Any]]:

@@ -64,7 +64,7 @@ class RichProgress:
         )
 
     def prompt_finished(self, prompt_id: str, compute: Compute, *, ok: bool) -> None:
-        self._calls += compute.calls - compute.replayed_calls
+        self._calls += compute.calls - compute.replayed_calls - compute.cached_calls
         self._tokens += compute.prompt_tokens + compute.completion_tokens
         self._failed_calls += compute.failed_calls
         self._failed_rewards += compute.failed_rewards

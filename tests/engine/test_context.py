@@ -1,4 +1,4 @@
-"""PromptContext: per-node seeds, commit before return, replay, accounting, reward failures.
+"""PromptContext: per-request seeds, commit before return, replay, accounting, reward failures.
 
 Every test talks to a real `FakeServer` on 127.0.0.1 through a real `AgentPool`, so "no request
 reached the server" is read from the server's own counters.
@@ -6,6 +6,7 @@ reached the server" is read from the server's own counters.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ from toa.engine.context import (
     ReplayedFailure,
     call_seed,
     request_hash,
+    request_key,
 )
 from toa.engine.store import CallRecord, RunStore, StoreReader
 from toa.errors import AgentUnavailableError, ServerError
@@ -125,7 +127,7 @@ class ShortReward:
 # ------------------------------------------------------------------------------- generation
 
 
-async def test_generate_sends_per_node_seed_and_stores_the_call(
+async def test_generate_sends_per_request_seed_and_stores_the_call(
     server: FakeServer, pool: AgentPool, store: RunStore, tmp_path: Path
 ) -> None:
     ctx = make_ctx(pool, store)
@@ -142,19 +144,80 @@ async def test_generate_sends_per_node_seed_and_stores_the_call(
     assert record.prompt_tokens == first.usage.prompt_tokens
     assert record.completion_tokens == first.usage.completion_tokens
 
-    await ctx.generate("agent_a", MESSAGES, node_id=4)
-    bodies = [r.body for r in server.requests]
-    assert [b["seed"] for b in bodies] == [
-        call_seed(RUN_SEED, PROMPT.id, 3),
-        call_seed(RUN_SEED, PROMPT.id, 4),
+    await ctx.generate("agent_a", MESSAGES, node_id=4)  # the same request again: sample 1
+    await ctx.generate("agent_a", OTHER, node_id=5)  # another request: its sample 0
+    await ctx.generate("agent_c", MESSAGES, node_id=6)  # another agent: another request
+    await ctx.generate("agent_a", MESSAGES, node_id=7)  # sample 2 of the first request
+    a, c = pool["agent_a"].spec, pool["agent_c"].spec
+    expected = [
+        call_seed(RUN_SEED, PROMPT.id, request_key(a, MESSAGES), 0),
+        call_seed(RUN_SEED, PROMPT.id, request_key(a, MESSAGES), 1),
+        call_seed(RUN_SEED, PROMPT.id, request_key(a, OTHER), 0),
+        call_seed(RUN_SEED, PROMPT.id, request_key(c, MESSAGES), 0),
+        call_seed(RUN_SEED, PROMPT.id, request_key(a, MESSAGES), 2),
     ]
-    assert bodies[0]["seed"] != bodies[1]["seed"]
-    assert call_seed(RUN_SEED, PROMPT.id, 3) != call_seed(RUN_SEED, "p2", 3)
-    assert call_seed(RUN_SEED, PROMPT.id, 3) != call_seed(RUN_SEED + 1, PROMPT.id, 3)
+    seeds = [r.body["seed"] for r in server.requests]
+    assert seeds == expected
+    assert len(set(seeds)) == len(seeds)
+    assert all(0 <= seed < 2**31 for seed in seeds)
+    # every input of the seed matters
+    key = request_key(a, MESSAGES)
+    assert call_seed(RUN_SEED, PROMPT.id, key, 0) != call_seed(RUN_SEED, "p2", key, 0)
+    assert call_seed(RUN_SEED, PROMPT.id, key, 0) != call_seed(RUN_SEED + 1, PROMPT.id, key, 0)
+    assert call_seed(RUN_SEED, PROMPT.id, key, 0) == call_seed(RUN_SEED, PROMPT.id, key, 0)
+    # the key is the request without its seed: a seed in the agent's settings changes nothing
+    seeded = dataclasses.replace(a, sampling=dataclasses.replace(a.sampling, seed=99))
+    assert request_key(seeded, MESSAGES) == key
+    assert request_key(a, OTHER) != key
+    assert request_key(dataclasses.replace(a, name="agent_z"), MESSAGES) != key
     # the stored hash is the one of exactly this request (agent, messages, sampling with seed)
-    client = pool["agent_a"]
-    sampling = dataclasses.replace(client.spec.sampling, seed=call_seed(RUN_SEED, PROMPT.id, 3))
-    assert record.request_hash == request_hash(client.spec, MESSAGES, sampling.to_request_fields())
+    sampling = dataclasses.replace(a.sampling, seed=expected[0])
+    assert record.request_hash == request_hash(a, MESSAGES, sampling.to_request_fields())
+
+
+async def test_the_seed_follows_the_request_not_the_tree_position(
+    server: FakeServer, pool: AgentPool
+) -> None:
+    """The same requests in the same order at other nodes (another tree, another strategy)
+    are the same samples; a different order of distinct requests changes nothing either."""
+    first, second = make_ctx(pool, None), make_ctx(pool, None)
+    texts = [
+        (await first.generate(agent, messages, node_id=node_id)).text
+        for node_id, agent, messages in [
+            (1, "agent_a", MESSAGES),
+            (2, "agent_a", OTHER),
+            (3, "agent_a", MESSAGES),
+        ]
+    ]
+    texts += [
+        (await second.generate(agent, messages, node_id=node_id)).text
+        for node_id, agent, messages in [
+            (40, "agent_a", OTHER),
+            (12, "agent_c", MESSAGES),
+            (50, "agent_a", MESSAGES),
+            (7, "agent_a", MESSAGES),
+        ]
+    ]
+    sent = [(r.body["seed"], r.body["messages"][-1]["content"]) for r in server.requests]
+    assert sent[3] == sent[1]  # OTHER, sample 0, at nodes 2 and 40
+    assert sent[5] == sent[0]  # MESSAGES, sample 0, at nodes 1 and 50
+    assert sent[6] == sent[2]  # MESSAGES, sample 1, at nodes 3 and 7
+    assert (texts[3], texts[5], texts[6]) == (texts[1], texts[0], texts[2])
+    assert sent[0][0] != sent[2][0]  # the second sample of a request is another sample
+
+
+async def test_concurrent_identical_requests_take_sample_indexes_in_call_order(
+    pool: AgentPool, store: RunStore
+) -> None:
+    ctx = make_ctx(pool, store)
+    await asyncio.gather(*(ctx.generate("agent_a", MESSAGES, node_id=n) for n in (5, 2, 9)))
+    await ctx.flush()
+    stored = store.calls_for(PROMPT.id)
+    spec = pool["agent_a"].spec
+    for occurrence, node_id in enumerate((5, 2, 9)):
+        seed = call_seed(RUN_SEED, PROMPT.id, request_key(spec, MESSAGES), occurrence)
+        fields = dataclasses.replace(spec.sampling, seed=seed).to_request_fields()
+        assert stored[node_id].request_hash == request_hash(spec, MESSAGES, fields)
 
 
 async def test_replay_returns_stored_completion_without_a_request(
@@ -225,7 +288,8 @@ async def test_stored_unavailable_replays_as_unavailable(
     server: FakeServer, pool: AgentPool
 ) -> None:
     client = pool["agent_a"]
-    sampling = dataclasses.replace(client.spec.sampling, seed=call_seed(RUN_SEED, PROMPT.id, 2))
+    seed = call_seed(RUN_SEED, PROMPT.id, request_key(client.spec, MESSAGES), 0)
+    sampling = dataclasses.replace(client.spec.sampling, seed=seed)
     record = CallRecord(
         prompt_id=PROMPT.id,
         node_id=2,

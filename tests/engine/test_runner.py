@@ -24,11 +24,13 @@ from typing import Any
 import pytest
 import yaml
 
+from toa.agents.spec import AgentSpec
 from toa.config import load_config
-from toa.engine.context import call_seed
+from toa.engine.context import request_hash
 from toa.engine.runner import run
 from toa.errors import ConfigError
 from toa.testing import FakeServer, Faults, running_in_thread
+from toa.types import Message
 
 AGENTS = ("agent_a", "agent_b", "agent_c")
 CLI_TIMEOUT_S = 60
@@ -296,13 +298,33 @@ def _committed_calls(run_dir: Path) -> dict[tuple[str, int], tuple[str, bool]]:
     return {(p, n): (a, bool(ok)) for p, n, a, ok in rows}
 
 
+def _committed_hashes(run_dir: Path) -> dict[str, tuple[str, int]]:
+    """(prompt id, node id) of each committed call, by its request hash (seed included)."""
+    rows = query(run_dir / "store.sqlite", "SELECT prompt_id, node_id, request_hash FROM calls")
+    by_hash = {h: (p, n) for p, n, h in rows}
+    assert len(by_hash) == len(rows)  # distinct: a request hash names one call
+    return by_hash
+
+
+_SAMPLING_FIELDS = ("temperature", "top_p", "max_tokens", "stop", "seed")
+
+
+def _sent_hash(request: Any, specs: dict[str, AgentSpec]) -> str:
+    """The request hash of a request the server received (what the engine stored for it)."""
+    body = request.body
+    messages = [Message(m["role"], m["content"]) for m in body["messages"]]
+    sampling = {k: body[k] for k in _SAMPLING_FIELDS if k in body}
+    return request_hash(specs[request.agent], messages, sampling)
+
+
 def _check_resume(
     server: FakeServer, config: Path, run_dir: Path, *, fault_free: bool
 ) -> list[dict[str, Any]]:
     """Resume the stopped run and check the guarantees; returns the final results."""
     db = run_dir / "store.sqlite"
-    seed = load_config(config).seed
+    specs = {spec.name: spec for spec in load_config(config).agents}
     committed = _committed_calls(run_dir)
+    by_hash = _committed_hashes(run_dir)
     done_before = dict(query(db, "SELECT prompt_id, result_json FROM results"))
     partial = {p for p, _ in committed} - set(done_before)
     assert committed
@@ -318,12 +340,14 @@ def _check_resume(
     wait_idle(server)
     sent_before = server.requests
     identities_by_call: dict[tuple[str, int], set[tuple[str, int, str]]] = {}
-    seeds = {call_seed(seed, p, n): (p, n) for p, n in committed}
-    assert len(seeds) == len(committed)  # distinct seeds: the seed names the tree position
+    seeds: set[int] = set()
     for request in sent_before:
-        key = seeds.get(request.body.get("seed", -1))
-        if key is not None and request.agent == committed[key][0]:
+        key = by_hash.get(_sent_hash(request, specs))
+        if key is not None:
+            assert request.agent == committed[key][0]
             identities_by_call.setdefault(key, set()).add(_identity(request.body))
+            seeds.add(request.body["seed"])
+    assert len(seeds) == len(committed)  # distinct seeds: one per request and sample index
     missing = set(committed) - set(identities_by_call)
     assert not missing, f"committed calls the server never saw: {sorted(missing)[:5]}"
     finished_identities = set().union(*identities_by_call.values())
@@ -339,7 +363,7 @@ def _check_resume(
     assert sent_after, "the resume sent nothing"
     repeated = [r for r in sent_after if _identity(r.body) in finished_identities]
     assert not repeated, f"{len(repeated)} committed calls were sent again"
-    # (stricter: not even the same tree position with other messages)
+    # (stricter: no seed of a committed call again, not even with other messages)
     assert not [r for r in sent_after if r.body["seed"] in seeds]
     for request in sent_after:
         assert request.headers.get("Authorization") == f"Bearer {SECRET}"

@@ -1,7 +1,8 @@
-"""The engine: inputs, the run store, the strategy context, and the runner behind `toa run`."""
+"""The engine: inputs, the run store, the generation cache, the strategy context, the runner."""
 
 from __future__ import annotations
 
+from toa.engine.cache import CachedGeneration, GenerationCache
 from toa.engine.context import AgentCompute, Compute, PromptContext
 from toa.engine.inputs import read_prompts
 from toa.engine.runner import ProgressSink, RunReport, rebuild_results, run
@@ -15,8 +16,10 @@ from toa.engine.store import (
 
 __all__ = [
     "AgentCompute",
+    "CachedGeneration",
     "CallRecord",
     "Compute",
+    "GenerationCache",
     "ProgressSink",
     "PromptContext",
     "RewardRecord",

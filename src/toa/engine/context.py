@@ -4,15 +4,29 @@ One `PromptContext` per prompt implements `toa.search.SearchContext`. It is the 
 a strategy's request turns into I/O, identically for every strategy:
 
 * `generate` sends the call through the agent's client (retries, limits, breakers live there),
-  with a per-request ``seed`` derived from (run seed, prompt id, node id) so seeded servers give
-  reproducible samples; it counts calls, tokens, FLOPs (2 x parameters x tokens) and cost, and
-  queues the outcome to the run store the moment it arrives (the writer commits it within one
-  group commit, a few milliseconds); the strategy goes on meanwhile. `flush` waits for every
-  queued record of the prompt, and the runner calls it before the prompt's result is written.
+  with a per-request ``seed`` (see "Seeds" below) so seeded servers give reproducible samples; it
+  counts calls, tokens, FLOPs (2 x parameters x tokens) and cost, and queues the outcome to the
+  run store the moment it arrives (the writer commits it within one group commit, a few
+  milliseconds); the strategy goes on meanwhile. `flush` waits for every queued record of the
+  prompt, and the runner calls it before the prompt's result is written.
 * `score` asks the reward model for every response not scored before, and stores each result.
 * On resume, a call already stored for the same tree position (prompt id, node id) with the same
   agent and the same request hash is replayed from the store instead of being sent again; a
   stored failure replays as the same failure, so the rebuilt tree follows the original path.
+* With a `GenerationCache` (opt-in, shared across runs), a call not in the run store is looked up
+  there by its request hash; a hit sends no request, counts in `Compute.cached_calls` (and its
+  tokens, FLOPs and cost count as usual, so strategies compare alike) and is stored as the
+  node's call. Every successful generation is written to the cache.
+
+Seeds: a request's seed is derived from (run seed, prompt id, request key, occurrence), where the
+request key is the request hash without a seed (agent, model, mode, template, messages, sampling)
+and the occurrence is how many earlier `generate` calls of this context had the same key (the
+sample index: 0, 1, 2, ...). Identical requests are therefore identical samples wherever they sit
+in a tree, in any strategy: every request ensemble makes at budget 4 it also makes at budget 8,
+random's samples are ensemble's samples of the same agent, and TOA's fresh calls are ensemble's.
+A resumed tree makes the same calls in the same order, so occurrences and seeds match and the
+stored calls replay. The request hash stored with a call (and used by the cache) includes the
+seed.
 """
 
 from __future__ import annotations
@@ -21,18 +35,36 @@ import asyncio
 import hashlib
 import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from toa.agents import AgentPool
 from toa.agents.spec import AgentSpec
+from toa.engine.cache import CachedGeneration, GenerationCache
 from toa.engine.store import CallRecord, RewardRecord, RunStore
 from toa.errors import AgentError, AgentUnavailableError
 from toa.rewards.base import RewardModel
-from toa.types import Completion, Message, Prompt, Score, ScoreFailure, Usage
+from toa.types import (
+    Completion,
+    Message,
+    Prompt,
+    SamplingParams,
+    Score,
+    ScoreFailure,
+    Usage,
+)
 
-__all__ = ["AgentCompute", "Compute", "PromptContext", "ReplayedFailure", "request_hash"]
+__all__ = [
+    "AgentCompute",
+    "Compute",
+    "PromptContext",
+    "ReplayedFailure",
+    "call_seed",
+    "request_hash",
+    "request_key",
+]
 
 
 class ReplayedFailure(AgentError):
@@ -65,6 +97,7 @@ class Compute:
         calls: generation calls (successful or failed).
         failed_calls: generation calls that failed.
         replayed_calls: calls answered from the store on resume (not sent again).
+        cached_calls: calls answered from the generation cache (no request sent).
         missing_usage: successful calls whose server reported no token counts.
         prompt_tokens / completion_tokens: reported token counts.
         flops: 2 x parameters x (prompt + completion tokens), for agents with `params_b` set.
@@ -78,6 +111,7 @@ class Compute:
     calls: int = 0
     failed_calls: int = 0
     replayed_calls: int = 0
+    cached_calls: int = 0
     missing_usage: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -99,6 +133,7 @@ class Compute:
             "failed_calls": self.failed_calls,
             "failed_rewards": self.failed_rewards,
             "replayed_calls": self.replayed_calls,
+            "cached_calls": self.cached_calls,
             "missing_usage": self.missing_usage,
             "wall_s": round(self.wall_s, 3),
             "by_agent": {name: c.to_dict() for name, c in self.by_agent.items()},
@@ -128,9 +163,22 @@ def request_hash(spec: AgentSpec, messages: Sequence[Message], sampling: dict[st
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def call_seed(run_seed: int, prompt_id: str, node_id: int) -> int:
-    """The per-request sampling seed: stable across processes, distinct per tree position."""
-    digest = hashlib.sha256(f"{run_seed}\x1f{prompt_id}\x1f{node_id}".encode()).digest()
+def request_key(spec: AgentSpec, messages: Sequence[Message]) -> str:
+    """The request hash without a seed: what identical requests have in common."""
+    return request_hash(spec, messages, replace(spec.sampling, seed=None).to_request_fields())
+
+
+def call_seed(run_seed: int, prompt_id: str, request_key: str, occurrence: int) -> int:
+    """The per-request sampling seed, in [0, 2**31): stable across processes and strategies.
+
+    Args:
+        run_seed: the run's seed.
+        prompt_id: the prompt the request belongs to.
+        request_key: `request_hash` of the request without a seed.
+        occurrence: how many requests with the same key this prompt made before (0, 1, ...).
+    """
+    text = f"{run_seed}\x1f{prompt_id}\x1f{request_key}\x1f{occurrence}"
+    digest = hashlib.sha256(text.encode()).digest()
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
@@ -149,6 +197,7 @@ class PromptContext:
         run_seed: the run's seed.
         prices: per-agent prices (agents without one cost nothing).
         stored_calls / stored_rewards: what an earlier run stored for this prompt (resume).
+        cache: the generation cache shared across runs (None: no cache).
     """
 
     def __init__(
@@ -162,6 +211,7 @@ class PromptContext:
         prices: dict[str, Price] | None = None,
         stored_calls: dict[int, CallRecord] | None = None,
         stored_rewards: dict[int, RewardRecord] | None = None,
+        cache: GenerationCache | None = None,
     ) -> None:
         self.prompt = prompt
         self.compute = Compute()
@@ -172,6 +222,8 @@ class PromptContext:
         self._prices = prices or {}
         self._stored_calls = stored_calls or {}
         self._stored_rewards = stored_rewards or {}
+        self._cache = cache
+        self._occurrences: Counter[str] = Counter()  # generate calls so far, by request key
         self._agents = pool.names
         self._pending: list[asyncio.Future[None]] = []
 
@@ -186,13 +238,14 @@ class PromptContext:
         self, agent: str, messages: Sequence[Message], *, node_id: int
     ) -> Completion:
         client = self._pool[agent]
-        sampling = replace(
-            client.spec.sampling, seed=call_seed(self._run_seed, self.prompt.id, node_id)
-        )
+        sampling = self._seeded(client.spec, messages)
         key = request_hash(client.spec, messages, sampling.to_request_fields())
         stored = self._stored_calls.get(node_id)
         if stored is not None and stored.agent == agent and stored.request_hash == key:
             return self._replay(stored, client.spec)
+        cached = self._cache.get(key) if self._cache is not None else None
+        if cached is not None:
+            return self._from_cache(cached, node_id, client.spec)
         started = time.time()
         try:
             completion = await client.generate(messages, sampling=sampling)
@@ -202,6 +255,38 @@ class PromptContext:
             raise
         self._count(client.spec, completion.usage)
         self._store_call(_ok_record(self.prompt.id, node_id, key, completion, started))
+        if self._cache is not None:
+            self._cache.put(key, completion)
+        return completion
+
+    def _seeded(self, spec: AgentSpec, messages: Sequence[Message]) -> SamplingParams:
+        """The agent's sampling with this request's seed; counts the request's occurrence.
+
+        Synchronous on purpose: concurrent calls started in one order (`asyncio.gather`) take
+        their occurrence indexes in that order, on the first run and on a resume alike.
+        """
+        key = request_key(spec, messages)
+        occurrence = self._occurrences[key]
+        self._occurrences[key] = occurrence + 1
+        seed = call_seed(self._run_seed, self.prompt.id, key, occurrence)
+        return replace(spec.sampling, seed=seed)
+
+    def _from_cache(self, hit: CachedGeneration, node_id: int, spec: AgentSpec) -> Completion:
+        """A cache hit: counted like a call (no request sent) and stored as the node's call."""
+        completion = Completion(
+            agent=spec.name,
+            text=hit.text,
+            usage=Usage(hit.prompt_tokens, hit.completion_tokens),
+            finish_reason=hit.finish_reason or "",
+            endpoint=hit.endpoint or "",
+            model=spec.model,
+            latency_s=hit.latency_s,
+            attempts=0,
+        )
+        self.compute.cached_calls += 1
+        self._count(spec, completion.usage)
+        record = _ok_record(self.prompt.id, node_id, hit.request_hash, completion, time.time())
+        self._store_call(record)
         return completion
 
     async def score(

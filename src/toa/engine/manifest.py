@@ -25,7 +25,9 @@ from toa.errors import ConfigError
 __all__ = ["MANIFEST_NAME", "build_manifest", "check_resumable", "read_manifest", "write_manifest"]
 
 MANIFEST_NAME = "manifest.json"
-_FORMAT = 1
+# 2: per-request seeds follow (request, sample index), not the tree position. Runs of another
+# format would send every stored call again on resume, so they are refused.
+_FORMAT = 2
 
 # Agent fields that do not change what a call generates: free to change on resume.
 _AGENT_OPERATIONAL = frozenset(
@@ -107,6 +109,12 @@ def check_resumable(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
     Raises:
         ConfigError: naming every changed field, old and new values, and what to do.
     """
+    if old.get("format") != new.get("format"):
+        raise ConfigError(
+            f"this run directory was written by a TOA with run format {old.get('format')!r} "
+            f"(this one writes {new.get('format')!r}); its stored calls cannot be matched, so "
+            "resuming would pay for them again. Start a new run directory."
+        )
     changes = list(_diff(_relevant(old), _relevant(new), ""))
     if not changes:
         return

@@ -26,6 +26,7 @@ from typing import IO, Any, Protocol
 
 from toa.agents import AgentPool
 from toa.config import RunSettings
+from toa.engine.cache import GenerationCache
 from toa.engine.context import Compute, Price, PromptContext
 from toa.engine.inputs import read_prompts
 from toa.engine.manifest import build_manifest, check_resumable, read_manifest, write_manifest
@@ -146,8 +147,10 @@ class _Run:
         reward: RewardModel,
         results: IO[str],
         progress: ProgressSink | None,
+        cache: GenerationCache | None = None,
     ) -> None:
         self.settings = settings
+        self.cache = cache
         self.store = store
         self.pool = pool
         self.reward = reward
@@ -170,6 +173,7 @@ class _Run:
             prices=self.prices,
             stored_calls=self.store.calls_for(prompt.id),
             stored_rewards=self.store.rewards_for(prompt.id),
+            cache=self.cache,
         )
         started = time.perf_counter()
         strategy = self.settings.strategy
@@ -212,7 +216,7 @@ class _Run:
 
 def _add(total: Compute, one: Compute) -> None:
     for name in (
-        "calls", "failed_calls", "replayed_calls", "missing_usage", "prompt_tokens",
+        "calls", "failed_calls", "replayed_calls", "cached_calls", "missing_usage", "prompt_tokens",
         "completion_tokens", "flops", "cost_usd", "reward_calls", "failed_rewards",
     ):  # fmt: skip
         setattr(total, name, getattr(total, name) + getattr(one, name))
@@ -231,23 +235,30 @@ async def run(
     """Run (or continue) `settings` over the prompts in `input_path`, into `run_dir`.
 
     Finished prompts found in the run's store are skipped; unfinished ones replay their stored
-    calls. Setting `stop` ends the run cleanly (in-flight prompts are abandoned, everything
-    finished is kept, the report says `interrupted`); cancelling the task propagates as usual.
+    calls. With `runner.cache` set, generations are also looked up in (and written to) that
+    generation cache, shared across runs (see `toa.engine.cache`). Setting `stop` ends the run
+    cleanly (in-flight prompts are abandoned, everything finished is kept, the report says
+    `interrupted`); cancelling the task propagates as usual.
     Raises `ConfigError` when the directory holds a run made with different settings, and
     `RunLockedError` when another process is using it.
     """
     with _locked(run_dir):
         _prepare(settings, run_dir, input_path, prompt_field)
         store = RunStore(run_dir / STORE_NAME)
+        cache: GenerationCache | None = None
         try:
+            if settings.config.runner.cache is not None:
+                cache = GenerationCache(settings.config.runner.cache)
             rebuild_results(run_dir, store)
             return await _run_in(
-                settings, run_dir, store, input_path, prompt_field, limit, progress, stop
+                settings, run_dir, store, input_path, prompt_field, limit, progress, stop, cache
             )
         finally:
             store.flush()
             rebuild_results(run_dir, store)
             store.close()
+            if cache is not None:
+                cache.close()
 
 
 async def _run_in(
@@ -259,6 +270,7 @@ async def _run_in(
     limit: int | None,
     progress: ProgressSink | None,
     stop: asyncio.Event | None,
+    cache: GenerationCache | None,
 ) -> RunReport:
     started = time.perf_counter()
     reward = await asyncio.to_thread(build_reward, settings)  # a model load must not block
@@ -267,7 +279,7 @@ async def _run_in(
         progress.started(total=total, already_done=already_done)
     async with AgentPool(settings.agents, seed=settings.seed) as pool:
         with (run_dir / RESULTS_NAME).open("a", encoding="utf-8") as results:
-            state = _Run(settings, run_dir, store, pool, reward, results, progress)
+            state = _Run(settings, run_dir, store, pool, reward, results, progress, cache)
             state.report.total = total
             try:
                 state.report.interrupted = await _feed_until_stopped(
