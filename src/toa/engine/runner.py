@@ -202,14 +202,17 @@ class _Run:
         self, prompt_id: str, result: dict[str, Any], compute: Compute, *, ok: bool
     ) -> None:
         line = json.dumps(result, ensure_ascii=False)
-        await self.store.write_result(prompt_id, "done" if ok else "failed", line)
-        self.results.write(line + "\n")
-        self.results.flush()
+        write = self.store.write_result(prompt_id, "done" if ok else "failed", line)
+        # Counted before the wait: the write is queued when it starts, and a queued write is
+        # committed even if a stop cancels this wait, so the report matches the store.
         if ok:
             self.report.finished += 1
         else:
             self.report.failed += 1
         _add(self.report.compute, compute)
+        await write
+        self.results.write(line + "\n")
+        self.results.flush()
         if self.progress is not None:
             self.progress.prompt_finished(prompt_id, compute, ok=ok)
 

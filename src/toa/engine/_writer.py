@@ -1,0 +1,207 @@
+"""The run store's writer thread: queued writes committed in groups, waiters woken after.
+
+`RunStore` (in `toa.engine.store`) owns the queue and the write connection; `_GroupWriter` is the
+thread's side of it: take a group of queued items, commit it in one transaction (retrying write by
+write when one statement fails), then settle every waiter on its own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toa.errors import StoreError
+
+logger = logging.getLogger("toa.engine.store")  # the store's own logger, as before the split
+
+
+def _error_name(error: sqlite3.Error) -> str:
+    """SQLite's error code name ('SQLITE_FULL', ...); 'SQLITE_ERROR' for the module's own errors."""
+    return getattr(error, "sqlite_errorname", None) or "SQLITE_ERROR"
+
+
+def _hint(error: sqlite3.Error) -> str:
+    """What to do about a SQLite error, by its error code name."""
+    name = _error_name(error)
+    if name.startswith("SQLITE_FULL"):
+        return "the disk is full: free space, then resume the run"
+    if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
+        return "another process is writing this store: run one `toa run` per store at a time"
+    if name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_CANTOPEN")):
+        return "the file or its folder is not writable: fix permissions or use another path"
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return "the file is damaged or not a TOA store: move it aside and use a fresh path"
+    return "check the file and its disk, then resume the run (committed records are kept)"
+
+
+def _store_error(path: Path, doing: str, error: sqlite3.Error) -> StoreError:
+    return StoreError(f"run store {path}: could not {doing}: {error}; {_hint(error)}")
+
+
+@dataclass(slots=True)
+class _Write:
+    """One queued statement and whoever waits for its commit (an asyncio future or an event)."""
+
+    sql: str
+    params: tuple[Any, ...]
+    label: str
+    loop: asyncio.AbstractEventLoop | None = None
+    future: asyncio.Future[None] | None = None
+    event: threading.Event | None = None
+    error: StoreError | None = None
+
+
+@dataclass(slots=True)
+class _Barrier:
+    """Set once everything queued before it is committed (or has failed)."""
+
+    event: threading.Event = field(default_factory=threading.Event)
+
+
+_STATEMENT_ERRORS = ("SQLITE_ERROR", "SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_TOOBIG")
+"""Errors of one statement, not of the database: a group hitting one is retried write by write."""
+
+_Item = _Write | _Barrier | None  # None stops the writer
+
+
+_Waiter = tuple[asyncio.Future[None], StoreError | None]
+
+
+def _settle_futures(pairs: list[_Waiter]) -> None:
+    """Resolve futures on their own loop (called there via call_soon_threadsafe)."""
+    for future, error in pairs:
+        if future.done():  # the awaiting task was cancelled; the record is committed anyway
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+class _GroupWriter:
+    """The writer thread's methods, mixed into `RunStore`, which sets these attributes."""
+
+    path: Path
+    commit_count: int
+    _wconn: sqlite3.Connection
+    _queue: queue.SimpleQueue[_Item]
+    _put_lock: threading.Lock
+    _stopped: bool
+    _group_max: int
+    _linger_s: float
+
+    def _writer_main(self) -> None:
+        stop = False
+        try:
+            while not stop:
+                batch = self._take_group()
+                stop = batch[-1] is None
+                self._commit_group([i for i in batch if isinstance(i, _Write)])
+                for item in batch:
+                    if isinstance(item, _Barrier):
+                        item.event.set()
+        finally:  # normally after close(); on a bug, no waiter may be left hanging
+            with self._put_lock:
+                self._stopped = True
+            self._wconn.close()
+            self._abandon_queue()
+
+    def _abandon_queue(self) -> None:
+        """Fail every write still queued and release every barrier (the writer has stopped)."""
+        writes: list[_Write] = []
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, _Barrier):
+                item.event.set()
+            elif item is not None:
+                item.error = StoreError(f"run store {self.path}: the writer stopped; not written")
+                writes.append(item)
+        if writes:
+            logger.error("run store %s: %d writes lost: the writer stopped", self.path, len(writes))
+            self._notify(writes)
+
+    def _take_group(self) -> list[_Item]:
+        """Block for one item, then gather more for up to `linger_s`, up to `group_max` records.
+
+        The short linger turns a stream of single writes into fewer, larger transactions (each
+        commit has a fixed cost); a barrier or the stop marker ends the group at once.
+        """
+        batch = [self._queue.get()]
+        deadline = time.monotonic() + self._linger_s
+        while isinstance(batch[-1], _Write) and len(batch) < self._group_max:
+            try:
+                batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                break
+        return batch
+
+    def _commit_group(self, writes: list[_Write]) -> None:
+        """Commit `writes` in one transaction and wake their waiters.
+
+        When a statement fails (a dropped table, a bad value) the group is retried one write per
+        transaction, so only the faulty write fails. When the database itself fails (disk full,
+        locked, read-only) every write of the group fails at once instead of waiting again.
+        """
+        if not writes:
+            return
+        try:
+            self._transaction(writes)
+        except sqlite3.Error as exc:
+            if _error_name(exc).startswith(_STATEMENT_ERRORS):
+                for write in writes:
+                    try:
+                        self._transaction([write])
+                    except sqlite3.Error as one:
+                        self._fail([write], one)
+            else:
+                self._fail(writes, exc)
+        except Exception as exc:  # a bug, not the disk: fail these writes, keep the writer going
+            logger.exception("run store %s: unexpected writer error", self.path)
+            for write in writes:
+                write.error = StoreError(f"run store {self.path}: writer failed: {exc!r}")
+        self._notify(writes)
+
+    def _fail(self, writes: list[_Write], exc: sqlite3.Error) -> None:
+        for write in writes:
+            write.error = _store_error(self.path, f"write {write.label}", exc)
+        logger.error("%s (%d writes failed)", writes[0].error, len(writes))
+
+    def _transaction(self, writes: list[_Write]) -> None:
+        conn = self._wconn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for write in writes:
+                conn.execute(write.sql, write.params)
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    logger.debug("run store %s: rollback failed", self.path, exc_info=True)
+            raise
+        self.commit_count += 1
+
+    def _notify(self, writes: list[_Write]) -> None:
+        """Wake every waiter: one call_soon_threadsafe per event loop, events set directly."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[_Waiter]] = {}
+        for write in writes:
+            if write.event is not None:
+                write.event.set()
+            elif write.loop is not None and write.future is not None:
+                by_loop.setdefault(write.loop, []).append((write.future, write.error))
+        for loop, pairs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle_futures, pairs)
+            except RuntimeError:  # the loop is closed (Ctrl-C, exit): nobody waits any more
+                logger.debug("run store %s: %d waiters' loop is closed", self.path, len(pairs))
