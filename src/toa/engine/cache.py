@@ -30,6 +30,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from toa.engine._sqlite import configure, connect
 from toa.errors import StoreError
 from toa.types import Completion
 
@@ -151,19 +152,16 @@ class GenerationCache:
         try:
             if create:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn = connect(self.path)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"generation cache {self.path}: cannot open it: {exc}") from exc
         try:
-            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-            if create:
-                conn.execute("PRAGMA journal_mode = WAL")
-                conn.execute("PRAGMA synchronous = NORMAL")
-                conn.executescript(_SCHEMA)
-                conn.execute(
-                    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                    (str(CACHE_SCHEMA_VERSION),),
-                )
+            configure(
+                conn,
+                busy_timeout_ms=self._busy_ms,
+                schema=_SCHEMA if create else None,
+                schema_version=CACHE_SCHEMA_VERSION,
+            )
         except sqlite3.Error as exc:
             conn.close()
             raise StoreError(f"generation cache {self.path}: cannot set it up: {exc}") from exc

@@ -33,6 +33,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from toa.engine._sqlite import configure, connect
 from toa.engine._writer import _Barrier, _GroupWriter, _Item, _store_error, _Write
 from toa.errors import StoreError
 
@@ -310,17 +311,15 @@ class RunStore(StoreReader, _GroupWriter):
     @staticmethod
     def _open_writer(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
         try:
-            conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            conn = connect(path)
         except sqlite3.Error as exc:
             raise _store_error(path, "open or create it", exc) from exc
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.executescript(_SCHEMA)
-            conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
+            configure(
+                conn,
+                busy_timeout_ms=int(busy_timeout_s * 1000),
+                schema=_SCHEMA,
+                schema_version=SCHEMA_VERSION,
             )
         except sqlite3.Error as exc:
             conn.close()
