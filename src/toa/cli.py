@@ -205,6 +205,44 @@ def status_command(
     console.print(table)
 
 
+@app.command("priors")
+def priors_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (may be running).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Write the prior here (default: print it)."),
+    ] = None,
+) -> None:
+    """What a run learned about its agents, as a priors.json for `strategy.prior`.
+
+    Sums the evidence of the run's finished prompts (any strategy): per agent, how often its
+    fresh answers set a new best and its refinements beat their parent, and by how much. Start
+    another run from it with `strategy: {prior: {source: file, path: priors.json}}`.
+    """
+    import json
+
+    from toa.engine.manifest import read_manifest
+    from toa.engine.runner import learned_prior
+    from toa.engine.store import RunStore
+
+    try:
+        manifest = read_manifest(run_dir)
+        agents = tuple(a["name"] for a in manifest["config"]["agents"])
+        with RunStore.open_readonly(run_dir / "store.sqlite") as store:
+            prior = learned_prior(store, agents)
+    except TOAError as error:
+        _fail(error)
+    text = json.dumps(prior.to_dict(), indent=1) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        _fail(TOAError(f"{out}: cannot write the prior ({exc.strerror})"))
+    console.print(f"wrote {out}: evidence of {prior.prompts} finished prompts", highlight=False)
+
+
 @app.command("export")
 def export_command(
     run_dir: Annotated[

@@ -32,11 +32,14 @@ from toa.search.context import Strategy
 from toa.search.moa import MoAConfig
 from toa.search.normalise import Normalisation
 from toa.search.presets import toa_preset
-from toa.search.toa import TOAConfig
+from toa.search.priors import Prior, load_prior
+from toa.search.toa import UCB_SETTINGS, TOAConfig, TOASearch
 from toa.types import SamplingParams
 
 __all__ = [
     "AgentConfig",
+    "PriorConfig",
+    "PriorSource",
     "RewardConfig",
     "RunConfig",
     "RunSettings",
@@ -150,6 +153,24 @@ class NormaliseConfig(_Model):
     tau: float | None = Field(None, gt=0, description="sigmoid only: q = sigmoid(r / tau)")
 
 
+PriorSource = Literal["online", "file", "none"]
+
+
+class PriorConfig(_Model):
+    """Where TOA's cross-prompt prior comes from (rule 'bayes'; see toa.search.priors).
+
+    online: learned by the run from its finished prompts (the default); file: a priors.json
+    written by `toa priors` (path relative to the configuration file); none: every prompt
+    starts cold.
+    """
+
+    source: PriorSource = "online"
+    strength: float | None = Field(
+        None, gt=0, description="pseudo-plays of prior evidence per action at most (default 8)"
+    )
+    path: str | None = Field(None, min_length=1, description="source 'file' only: priors.json")
+
+
 class StrategyConfig(_Model):
     """Which strategy runs, with its budget and settings (unknown settings are errors)."""
 
@@ -157,6 +178,8 @@ class StrategyConfig(_Model):
     budget: int = Field(16, ge=1)
     preset: Literal["alpaca", "wmt", "ultrafeedback", "math"] | None = None
     # toa
+    rule: Literal["bayes", "ucb"] | None = None
+    prior: PriorConfig | None = None
     alpha: float | None = Field(None, ge=0)
     width: int | None = Field(None, ge=1)
     width_fraction: float | None = Field(None, gt=0, le=1)
@@ -227,7 +250,7 @@ _TOA_FIELDS = (
     "parallel_plays",
 )
 _SETTINGS_BY_STRATEGY: dict[str, tuple[str, ...]] = {
-    "toa": (*_TOA_FIELDS, "normalize", "preset"),
+    "toa": (*_TOA_FIELDS, "normalize", "preset", "rule", "prior"),
     "random": ("agent",),
     "prs": ("agent",),
     "ensemble": (),
@@ -247,6 +270,9 @@ class RunSettings:
         budget: generations per prompt.
         templates: the template set (hashes go into the manifest).
         source: where the configuration came from (a path or '<string>').
+        prior_source: where each prompt's prior comes from: 'online' (learned by the run),
+            'file' (`prior`) or 'none'.
+        prior: the prior read from `strategy.prior.path` (source 'file' only).
     """
 
     config: RunConfig
@@ -255,6 +281,8 @@ class RunSettings:
     budget: int
     templates: Templates
     source: str
+    prior_source: PriorSource = "none"
+    prior: Prior | None = None
 
     @property
     def seed(self) -> int:
@@ -345,7 +373,9 @@ def _build(config: RunConfig, source: str) -> RunSettings:
         if text is not None
     }
     templates = Templates.for_task(t.task, **overrides)
-    strategy = _make_strategy(config.strategy, templates, [a.name for a in config.agents])
+    names = [a.name for a in config.agents]
+    strategy = _make_strategy(config.strategy, templates, names)
+    prior_source, prior = _prior(config.strategy, strategy, tuple(names), source)
     return RunSettings(
         config=config,
         agents=tuple(a.to_spec() for a in config.agents),
@@ -353,7 +383,25 @@ def _build(config: RunConfig, source: str) -> RunSettings:
         budget=config.strategy.budget,
         templates=templates,
         source=source,
+        prior_source=prior_source,
+        prior=prior,
     )
+
+
+def _prior(
+    s: StrategyConfig, strategy: Strategy, agents: tuple[str, ...], source: str
+) -> tuple[PriorSource, Prior | None]:
+    """Where prompts' priors come from; reads (and checks) a prior file before any call."""
+    if not isinstance(strategy, TOASearch) or strategy.config.rule != "bayes":
+        return "none", None
+    config = s.prior or PriorConfig()
+    if config.source != "file":
+        return config.source, None
+    assert config.path is not None  # checked in _make_strategy
+    path = Path(config.path)
+    if not path.is_absolute() and source not in ("<config>", "<string>"):
+        path = Path(source).parent / path
+    return "file", load_prior(path, agents)
 
 
 def _make_strategy(s: StrategyConfig, templates: Templates, agent_names: Sequence[str]) -> Strategy:
@@ -366,10 +414,16 @@ def _make_strategy(s: StrategyConfig, templates: Templates, agent_names: Sequenc
             f"strategy.{stray[0]}: not a setting of strategy {s.name!r}; its settings are "
             f"{sorted(allowed) or 'none'}",
         )
-    settings: dict[str, Any] = {k: getattr(s, k) for k in given if k not in ("normalize", "preset")}
+    settings: dict[str, Any] = {
+        k: getattr(s, k) for k in given if k not in ("normalize", "preset", "prior")
+    }
     if s.name == "toa":
+        _check_rule(s)
+        settings["rule"] = _rule(s)
         if s.normalize is not None:
             settings["normalisation"] = Normalisation(kind=s.normalize.kind, tau=s.normalize.tau)
+        if s.prior is not None and s.prior.strength is not None:
+            settings["prior_strength"] = s.prior.strength
         if s.preset is not None:
             return make_strategy(
                 "toa", templates=templates, **_fields(toa_preset(s.preset, **settings))
@@ -380,6 +434,59 @@ def _make_strategy(s: StrategyConfig, templates: Templates, agent_names: Sequenc
             f"strategy.agent: {s.agent!r} is not one of the agents {list(agent_names)}",
         )
     return make_strategy(s.name, templates=templates, **settings)
+
+
+def _rule(s: StrategyConfig) -> str:
+    """TOA's rule: as given; else 'ucb' for a preset or when a UCB-only setting is given (the
+    configurations written before 'bayes' existed keep their meaning); else 'bayes'."""
+    if s.rule is not None:
+        return s.rule
+    given = s.model_dump(exclude_none=True)
+    if s.preset is not None or any(k in given for k in UCB_SETTINGS):
+        return "ucb"
+    return "bayes"
+
+
+def _check_rule(s: StrategyConfig) -> None:
+    """The settings of TOA's two rules do not mix; a prior's source and path agree."""
+    rule = _rule(s)
+    if s.preset is not None and rule != "ucb":
+        raise _FieldError(
+            ("strategy", "rule"),
+            f"strategy.rule: the paper preset {s.preset!r} uses the paper's rule 'ucb'; "
+            "remove `rule` or the preset",
+        )
+    given = s.model_dump(exclude_none=True)
+    if rule == "bayes":
+        stray = [k for k in UCB_SETTINGS if k in given]
+        if stray:
+            raise _FieldError(
+                ("strategy", stray[0]),
+                f"strategy.{stray[0]}: applies to TOA's rule 'ucb' (the paper's UCB) only, and "
+                "the rule here is 'bayes'; use `rule: ucb` or remove it",
+            )
+    prior = s.prior
+    if prior is None:
+        return
+    if rule == "ucb" and (prior.source != "none" or prior.strength is not None):
+        raise _FieldError(
+            ("strategy", "prior"),
+            "strategy.prior: cross-prompt priors need TOA's rule 'bayes'; the rule here is "
+            "'ucb'"
+            + (f" (from preset {s.preset!r})" if s.preset else "")
+            + "; remove `prior` or use `rule: bayes`",
+        )
+    if prior.source == "file" and prior.path is None:
+        raise _FieldError(
+            ("strategy", "prior", "source"),
+            "strategy.prior: source 'file' needs `path: priors.json` "
+            "(write one with `toa priors RUN_DIR -o priors.json`)",
+        )
+    if prior.source != "file" and prior.path is not None:
+        raise _FieldError(
+            ("strategy", "prior", "path"),
+            f"strategy.prior.path: only used with `source: file`, not {prior.source!r}",
+        )
 
 
 def _fields(obj: TOAConfig | MoAConfig) -> dict[str, Any]:

@@ -200,8 +200,8 @@ async def test_failures_are_not_cached(cache: GenerationCache) -> None:
         (("ensemble", 4, {}), ("ensemble", 8, {}), 4),
         # random with agent_b draws agent_b's samples 0 and 1: ensemble b8 made them
         (("ensemble", 8, {}), ("random", 2, {"agent": "agent_b"}), 2),
-        # TOA's first plays are fresh answers of each agent: ensemble's samples 0
-        (("ensemble", 4, {}), ("toa", 4, {}), 3),
+        # TOA (rule ucb) first plays fresh answers of each agent: ensemble's samples 0
+        (("ensemble", 4, {}), ("toa", 4, {"rule": "ucb"}), 3),
     ],
     ids=["ensemble4-then-8", "ensemble-then-random", "ensemble-then-toa"],
 )

@@ -8,6 +8,7 @@ built-in template: the trees record template hashes), regenerate them and review
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -28,6 +29,7 @@ from toa.search import (
     TOASearch,
     toa_preset,
 )
+from toa.search.priors import Prior, evidence_from_tree
 from toa.testing.sim_context import SimulatedContext, simulated_prompts
 from toa.testing.world import World
 
@@ -39,6 +41,13 @@ CASES: dict[str, tuple[Strategy, dict[str, float]]] = {
     "toa": (TOASearch(), {}),
     "toa-parallel3": (TOASearch(TOAConfig(parallel_plays=3)), {}),
     "toa-faults": (TOASearch(), {"generate_failure_rate": 0.2, "score_failure_rate": 0.15}),
+    # The paper's UCB rule, unchanged since it was the default (these files predate 'bayes').
+    "toa-ucb": (TOASearch(TOAConfig(rule="ucb")), {}),
+    "toa-ucb-parallel3": (TOASearch(TOAConfig(rule="ucb", parallel_plays=3)), {}),
+    "toa-ucb-faults": (
+        TOASearch(TOAConfig(rule="ucb")),
+        {"generate_failure_rate": 0.2, "score_failure_rate": 0.15},
+    ),
     "toa-alpaca-preset": (TOASearch(toa_preset("alpaca", width=3)), {}),
     "random": (RandomSampling(SingleAgentConfig(agent="agent_c")), {}),
     "prs": (PRSSearch(SingleAgentConfig(agent="agent_c")), {}),
@@ -48,12 +57,23 @@ CASES: dict[str, tuple[Strategy, dict[str, float]]] = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
+def _learned_prior() -> Prior:
+    """A fixed prior: the evidence of seeded ensemble and seq-refine trees on other prompts."""
+    ctx = SimulatedContext(World.named("helps", seed=1), seed=3)
+    prior = Prior.empty(ctx.agents)
+    for i, prompt in enumerate(simulated_prompts(6, seed=12)):
+        strategy: Strategy = ParallelEnsemble() if i % 2 else SequentialRefine()
+        prior = prior + evidence_from_tree(asyncio.run(strategy.run(prompt, ctx, budget=9, seed=7)))
+    return prior
+
+
+@pytest.mark.parametrize("case", sorted([*CASES, "toa-prior"]))
 async def test_seeded_tree_matches_its_golden_file(case: str) -> None:
-    strategy, faults = CASES[case]
+    strategy, faults = CASES.get(case, (TOASearch(), {}))
+    prior = await asyncio.to_thread(_learned_prior) if case == "toa-prior" else None
     ctx = SimulatedContext(World.named("helps", seed=1), seed=3, **faults)
     prompt = simulated_prompts(2, seed=11)[1]
-    tree = await strategy.run(prompt, ctx, budget=BUDGET, seed=7)
+    tree = await strategy.run(prompt, ctx, budget=BUDGET, seed=7, prior=prior)
     check_tree(tree, budget=BUDGET)
     path = GOLDEN / f"{case}.json"
     if UPDATE:
@@ -63,4 +83,4 @@ async def test_seeded_tree_matches_its_golden_file(case: str) -> None:
 
 
 def test_every_golden_file_belongs_to_a_case() -> None:
-    assert sorted(p.stem for p in GOLDEN.glob("*.json")) == sorted(CASES)
+    assert sorted(p.stem for p in GOLDEN.glob("*.json")) == sorted([*CASES, "toa-prior"])

@@ -20,7 +20,7 @@ from toa.search import (
     Templates,
     TOAConfig,
     TOASearch,
-    TOAState,
+    new_state,
     run_play,
 )
 from toa.testing.sim_context import SimulatedContext, simulated_prompts
@@ -73,7 +73,15 @@ def toa_configs(draw: st.DrawFn, n_agents: int, *, parallel: bool = True) -> TOA
     kind = draw(st.sampled_from(["rank", "minmax", "sigmoid"]))
     tau = draw(st.floats(min_value=0.05, max_value=2.0)) if kind == "sigmoid" else None
     width = draw(st.none() | st.integers(min_value=n_agents, max_value=n_agents + 20))
+    if draw(st.booleans()):
+        return TOAConfig(
+            rule="bayes",
+            prior_strength=draw(st.floats(min_value=0.5, max_value=64.0)),
+            normalisation=Normalisation(kind=kind, tau=tau),  # type: ignore[arg-type]
+            parallel_plays=draw(st.integers(min_value=1, max_value=4)) if parallel else 1,
+        )
     return TOAConfig(
+        rule="ucb",
         alpha=draw(st.floats(min_value=0.0, max_value=2.0)),
         width=width,
         width_fraction=draw(st.floats(min_value=0.05, max_value=1.0)),
@@ -125,7 +133,7 @@ def test_every_strategy_spends_its_budget_with_consistent_statistics(
 async def _sequential(
     prompt: Prompt, ctx: SimulatedContext, config: TOAConfig, budget: int
 ) -> SearchTree:
-    state = TOAState(
+    state = new_state(
         prompt, ctx.agents, config=config, budget=budget, seed=5,
         templates=Templates.for_task("instruction"),
     )  # fmt: skip

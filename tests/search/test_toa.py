@@ -29,17 +29,17 @@ async def test_width_below_the_number_of_agents_is_rejected_naming_both(
     ctx: SimulatedContext, prompt: Prompt
 ) -> None:
     with pytest.raises(ConfigError, match=r"width=2 is smaller than the number of agents \(3\)"):
-        await TOASearch(TOAConfig(width=2)).run(prompt, ctx, budget=10, seed=0)
+        await TOASearch(TOAConfig(rule="ucb", width=2)).run(prompt, ctx, budget=10, seed=0)
     assert ctx.calls == []
 
 
 @pytest.mark.parametrize(
     ("config", "budget", "agents", "width"),
     [
-        (TOAConfig(), 160, 5, 53),  # the paper: K * n / 3
-        (TOAConfig(), 8, 3, 3),  # derived width never falls below K
+        (TOAConfig(rule="ucb"), 160, 5, 53),  # the paper: K * n / 3
+        (TOAConfig(rule="ucb"), 8, 3, 3),  # derived width never falls below K
         (toa_preset("math"), 64, 4, 32),  # math: K * n / 2
-        (TOAConfig(width=7), 100, 3, 7),
+        (TOAConfig(rule="ucb", width=7), 100, 3, 7),
     ],
 )
 def test_resolve_width(config: TOAConfig, budget: int, agents: int, width: int) -> None:
@@ -88,7 +88,7 @@ def test_paper_presets() -> None:
 async def test_budget_is_spent_exactly_and_each_play_scored_once(
     ctx: SimulatedContext, prompt: Prompt
 ) -> None:
-    tree = await TOASearch().run(prompt, ctx, budget=23, seed=1)
+    tree = await TOASearch(TOAConfig(rule="ucb")).run(prompt, ctx, budget=23, seed=1)
     check_tree(tree, budget=23)
     assert len(ctx.calls) == 23
     assert all(len(call) == 1 for call in ctx.score_calls)
@@ -99,7 +99,7 @@ async def test_budget_is_spent_exactly_and_each_play_scored_once(
 
 async def test_the_search_is_staged_by_width(ctx: SimulatedContext) -> None:
     for prompt in simulated_prompts(6):
-        tree = await TOASearch().run(prompt, ctx, budget=30, seed=0)
+        tree = await TOASearch(TOAConfig(rule="ucb")).run(prompt, ctx, budget=30, seed=0)
         width = tree.config["resolved_width"]
         responses = tree.responses()
         assert [n.depth for n in responses[:width]] == [1] * width
@@ -111,7 +111,7 @@ async def test_the_search_is_staged_by_width(ctx: SimulatedContext) -> None:
 async def test_refinements_refine_their_parent_and_fresh_arms_copy_root_statistics(
     ctx: SimulatedContext, prompt: Prompt
 ) -> None:
-    tree = await TOASearch().run(prompt, ctx, budget=30, seed=0)
+    tree = await TOASearch(TOAConfig(rule="ucb")).run(prompt, ctx, budget=30, seed=0)
     refined = [n for n in tree.responses() if n.action == "refine"]
     assert refined
     for node in refined:
@@ -126,7 +126,9 @@ async def test_refinements_refine_their_parent_and_fresh_arms_copy_root_statisti
 
 
 async def test_fresh_arms_can_be_switched_off(ctx: SimulatedContext, prompt: Prompt) -> None:
-    tree = await TOASearch(TOAConfig(fresh_arms=False)).run(prompt, ctx, budget=30, seed=0)
+    tree = await TOASearch(TOAConfig(rule="ucb", fresh_arms=False)).run(
+        prompt, ctx, budget=30, seed=0
+    )
     check_tree(tree, budget=30)
     assert all(n.action == "refine" for n in tree.nodes if n.kind == "agent" and n.depth > 1)
 
@@ -135,7 +137,7 @@ async def test_same_seed_same_tree_other_seed_other_tree(helps: World) -> None:
     prompts = simulated_prompts(4)
 
     async def trees(seed: int) -> list[dict[str, object]]:
-        search = TOASearch()
+        search = TOASearch(TOAConfig(rule="ucb"))
         return [(await search.run(p, SimulatedContext(helps), budget=20, seed=seed)).to_dict()
                 for p in prompts]  # fmt: skip
 
@@ -148,7 +150,7 @@ async def test_failures_cost_budget_are_recorded_and_never_ranked(
     helps: World, prompt: Prompt
 ) -> None:
     ctx = SimulatedContext(helps, generate_failure_rate=0.3, score_failure_rate=0.2, seed=4)
-    tree = await TOASearch().run(prompt, ctx, budget=40, seed=0)
+    tree = await TOASearch(TOAConfig(rule="ucb")).run(prompt, ctx, budget=40, seed=0)
     check_tree(tree, budget=40)
     generation_failures = [n for n in tree.responses() if n.error is not None]
     score_failures = [n for n in tree.responses() if n.reward_error is not None]
@@ -160,14 +162,14 @@ async def test_failures_cost_budget_are_recorded_and_never_ranked(
 
 async def test_unavailable_agents_are_skipped(helps: World, prompt: Prompt) -> None:
     ctx = SimulatedContext(helps, unavailable={"agent_b"})
-    tree = await TOASearch().run(prompt, ctx, budget=25, seed=0)
+    tree = await TOASearch(TOAConfig(rule="ucb")).run(prompt, ctx, budget=25, seed=0)
     check_tree(tree, budget=25)
     assert {c.agent for c in ctx.calls} == {"agent_a", "agent_c"}
 
 
 async def test_a_run_ends_when_every_agent_is_unavailable(helps: World, prompt: Prompt) -> None:
     ctx = SimulatedContext(helps, unavailable=set(helps.agent_names))
-    tree = await TOASearch().run(prompt, ctx, budget=6, seed=0)
+    tree = await TOASearch(TOAConfig(rule="ucb")).run(prompt, ctx, budget=6, seed=0)
     check_tree(tree, budget=6)
     assert all((n.error or "").startswith("AgentUnavailableError") for n in tree.responses())
     assert tree.best() is None
@@ -188,7 +190,7 @@ async def test_a_failing_agent_does_not_swallow_the_budget(helps: World) -> None
     ctx = DeadAgentContext(helps)
     failed = 0
     for prompt in simulated_prompts(6):
-        tree = await TOASearch().run(prompt, ctx, budget=40, seed=0)
+        tree = await TOASearch(TOAConfig(rule="ucb")).run(prompt, ctx, budget=40, seed=0)
         check_tree(tree, budget=40)
         failed += sum(1 for n in tree.responses() if n.error is not None)
     assert failed < 0.2 * 6 * 40
@@ -196,7 +198,7 @@ async def test_a_failing_agent_does_not_swallow_the_budget(helps: World) -> None
 
 async def _sequential(prompt: Prompt, ctx: SimulatedContext, budget: int) -> SearchTree:
     state = TOAState(
-        prompt, ctx.agents, config=TOAConfig(), budget=budget, seed=0,
+        prompt, ctx.agents, config=TOAConfig(rule="ucb"), budget=budget, seed=0,
         templates=Templates.for_task("instruction"),
     )  # fmt: skip
     for _ in range(budget):
@@ -207,7 +209,7 @@ async def _sequential(prompt: Prompt, ctx: SimulatedContext, budget: int) -> Sea
 async def test_one_parallel_play_is_the_sequential_search(helps: World) -> None:
     for prompt in simulated_prompts(3):
         expected = await _sequential(prompt, SimulatedContext(helps), 30)
-        tree = await TOASearch(TOAConfig(parallel_plays=1)).run(
+        tree = await TOASearch(TOAConfig(rule="ucb", parallel_plays=1)).run(
             prompt, SimulatedContext(helps), budget=30, seed=0
         )
         assert tree == expected
@@ -217,7 +219,9 @@ async def test_one_parallel_play_is_the_sequential_search(helps: World) -> None:
 async def test_parallel_plays_spread_by_virtual_loss(helps: World) -> None:
     for prompt in simulated_prompts(3):
         ctx = SimulatedContext(helps)
-        tree = await TOASearch(TOAConfig(parallel_plays=3)).run(prompt, ctx, budget=30, seed=0)
+        tree = await TOASearch(TOAConfig(rule="ucb", parallel_plays=3)).run(
+            prompt, ctx, budget=30, seed=0
+        )
         check_tree(tree, budget=30)
         first_three = [n.agent for n in tree.responses()[:3]]
         assert sorted(first_three) == ["agent_a", "agent_b", "agent_c"]
@@ -243,7 +247,7 @@ async def test_plays_go_to_the_best_fresh_agent_and_refinements_to_the_best_refi
     refinements: Counter[str] = Counter()
     for seed, prompt in enumerate(simulated_prompts(8, n_families=1)):
         ctx = SimulatedContext(_specialists(seed))
-        tree = await TOASearch().run(prompt, ctx, budget=60, seed=seed)
+        tree = await TOASearch(TOAConfig(rule="ucb")).run(prompt, ctx, budget=60, seed=seed)
         depth_one.update(n.agent for n in tree.responses() if n.depth == 1)
         refinements.update(n.agent for n in tree.responses() if n.action == "refine")
     assert depth_one["fresher"] > 0.5 * sum(depth_one.values())

@@ -31,13 +31,21 @@ from toa.engine.context import Compute, Price, PromptContext
 from toa.engine.inputs import read_prompts
 from toa.engine.manifest import build_manifest, check_resumable, read_manifest, write_manifest
 from toa.engine.results import failed_result, tree_result
-from toa.engine.store import RunStore
+from toa.engine.store import RunStore, StoreReader
 from toa.errors import InputError, RunLockedError
 from toa.rewards import RewardModel
 from toa.rewards.factory import build_reward as make_reward
+from toa.search.priors import Prior, evidence_from_tree
 from toa.types import Prompt
 
-__all__ = ["ProgressSink", "RunReport", "build_reward", "rebuild_results", "run"]
+__all__ = [
+    "ProgressSink",
+    "RunReport",
+    "build_reward",
+    "learned_prior",
+    "rebuild_results",
+    "run",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +106,15 @@ def _locked(run_dir: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def learned_prior(store: StoreReader, agents: tuple[str, ...]) -> Prior:
+    """What a run has learned: the evidence of its finished prompts, summed in finishing order
+    (the order the run itself added it, so a resume continues with the same numbers)."""
+    learned = Prior.empty(agents)
+    for _prompt_id, evidence_json in store.iter_evidence():
+        learned = learned + Prior.from_dict(json.loads(evidence_json))
+    return learned
 
 
 def rebuild_results(run_dir: Path, store: RunStore) -> int:
@@ -162,6 +179,23 @@ class _Run:
             for a in settings.config.agents
             if a.price is not None
         }
+        self.learned = learned_prior(store, tuple(a.name for a in settings.agents))
+
+    async def prior_for(self, prompt: Prompt) -> Prior | None:
+        """The prior this prompt's search starts from: the one stored with it (a resume),
+        else a snapshot of what the run has learned (or the prior file), stored before the
+        prompt's first call. None when the run uses no prior."""
+        source = self.settings.prior_source
+        if source == "none":
+            return None
+        stored = self.store.prior_for(prompt.id)
+        if stored is None:
+            prior = self.learned if source == "online" else self.settings.prior
+            assert prior is not None  # source 'file' has one (config checks)
+            stored = prior.to_json()
+            await self.store.submit_prior(prompt.id, stored)
+        # What the store holds, parsed: a resume starts from exactly the same numbers.
+        return Prior.from_dict(json.loads(stored))
 
     async def run_prompt(self, prompt: Prompt) -> None:
         ctx = PromptContext(
@@ -178,8 +212,9 @@ class _Run:
         started = time.perf_counter()
         strategy = self.settings.strategy
         try:
+            prior = await self.prior_for(prompt)
             tree = await strategy.run(
-                prompt, ctx, budget=self.settings.budget, seed=self.settings.seed
+                prompt, ctx, budget=self.settings.budget, seed=self.settings.seed, prior=prior
             )
             await ctx.flush()
         except asyncio.CancelledError:
@@ -196,7 +231,12 @@ class _Run:
             )
             return
         ctx.compute.wall_s = time.perf_counter() - started
+        evidence = evidence_from_tree(tree)
+        self.learned = self.learned + evidence
+        # Queued before the result: a prompt with a result always has its evidence stored.
+        evidence_written = self.store.submit_evidence(prompt.id, evidence.to_json())
         await self._finish(prompt.id, tree_result(prompt, tree, ctx.compute), ctx.compute, ok=True)
+        await evidence_written
 
     async def _finish(
         self, prompt_id: str, result: dict[str, Any], compute: Compute, *, ok: bool

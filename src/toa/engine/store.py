@@ -68,6 +68,10 @@ CREATE TABLE IF NOT EXISTS rewards (
 CREATE TABLE IF NOT EXISTS results (
     prompt_id TEXT PRIMARY KEY, status TEXT NOT NULL CHECK (status IN ('done', 'failed')),
     result_json TEXT NOT NULL, finished_s REAL NOT NULL, seq INTEGER NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS priors (
+    prompt_id TEXT PRIMARY KEY, prior_json TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS evidence (
+    prompt_id TEXT PRIMARY KEY, evidence_json TEXT NOT NULL, seq INTEGER NOT NULL UNIQUE);
 """
 
 
@@ -142,6 +146,11 @@ _RESULT_SQL = (
     "VALUES (?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM results))"
 )
 _META_SQL = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
+_PRIOR_SQL = "INSERT OR IGNORE INTO priors (prompt_id, prior_json) VALUES (?, ?)"
+_EVIDENCE_SQL = (
+    "INSERT OR REPLACE INTO evidence (prompt_id, evidence_json, seq) "
+    "VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM evidence))"
+)
 _SUMMARY_SQL = """
 SELECT
  (SELECT COUNT(*) FROM results WHERE status = 'done'),
@@ -224,6 +233,22 @@ class StoreReader:
         """'done' or 'failed' when the prompt has a result, else None."""
         rows = self._query("SELECT status FROM results WHERE prompt_id = ?", (prompt_id,))
         return str(rows[0][0]) if rows else None
+
+    def prior_for(self, prompt_id: str) -> str | None:
+        """The prior (JSON) a prompt's search started from, or None (none stored yet)."""
+        rows = self._query("SELECT prior_json FROM priors WHERE prompt_id = ?", (prompt_id,))
+        return str(rows[0][0]) if rows else None
+
+    def iter_evidence(self, page_size: int = 256) -> Iterator[tuple[str, str]]:
+        """``(prompt_id, evidence_json)`` of finished prompts, in the order they finished."""
+        sql = (
+            "SELECT seq, prompt_id, evidence_json FROM evidence WHERE seq > ? ORDER BY seq LIMIT ?"
+        )
+        last = 0
+        while page := self._query(sql, (last, page_size)):
+            for seq, prompt_id, evidence_json in page:
+                last = seq
+                yield prompt_id, evidence_json
 
     def iter_results(self, page_size: int = 256) -> Iterator[tuple[str, str, str]]:
         """``(prompt_id, status, result_json)`` in the order results were last written.
@@ -348,6 +373,18 @@ class RunStore(StoreReader, _GroupWriter):
         params = tuple(getattr(rec, name) for name in _REWARD_COLUMNS)
         label = f"reward ({rec.prompt_id!r}, node {rec.node_id})"
         return self._submit(_REWARD_SQL, params, label)
+
+    def submit_prior(self, prompt_id: str, prior_json: str) -> asyncio.Future[None]:
+        """Queue the prior a prompt's search starts from (kept if one is stored already).
+
+        Queued before the prompt's first call, so a store that holds a call of the prompt also
+        holds its prior: a resume rebuilds the same tree.
+        """
+        return self._submit(_PRIOR_SQL, (prompt_id, prior_json), f"prior ({prompt_id!r})")
+
+    def submit_evidence(self, prompt_id: str, evidence_json: str) -> asyncio.Future[None]:
+        """Queue what a finished prompt teaches later ones (`toa.search.priors`)."""
+        return self._submit(_EVIDENCE_SQL, (prompt_id, evidence_json), f"evidence ({prompt_id!r})")
 
     async def write_result(self, prompt_id: str, status: ResultStatus, result_json: str) -> None:
         """Store a prompt's final result, stamped now; returns once committed."""

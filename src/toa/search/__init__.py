@@ -1,7 +1,8 @@
 """Search strategies over agents: TOA (the MCTS of arXiv 2412.17061) and the paper's baselines.
 
-A strategy takes a prompt and a `SearchContext` (which makes and scores the calls) and returns
-the whole `SearchTree`. The tree is plain data; selection rules and reward normalisations are
+A strategy takes a prompt and a `SearchContext` (which makes and scores the calls), and optionally
+a `Prior` (what earlier prompts taught; TOA's default 'bayes' rule uses it), and returns the whole
+`SearchTree`. The tree is plain data; selection rules and reward normalisations are
 small pure functions; templates are data with stable hashes.
 """
 
@@ -14,6 +15,7 @@ from toa.search.baselines import (
     SequentialRefine,
     SingleAgentConfig,
 )
+from toa.search.bayes import BayesState
 from toa.search.context import SearchContext, Strategy, derive_rng
 from toa.search.moa import MixtureOfAgents, MoAConfig
 from toa.search.normalise import (
@@ -25,6 +27,7 @@ from toa.search.normalise import (
     normalise_by_sigmoid,
 )
 from toa.search.presets import Preset, paper_preset, toa_preset
+from toa.search.priors import Prior, evidence_from_tree, load_prior
 from toa.search.selection import (
     ArmStats,
     improvement_reached,
@@ -45,12 +48,13 @@ from toa.search.templates import (
     refine_messages,
     template_hash,
 )
-from toa.search.toa import Play, TOAConfig, TOASearch, TOAState, run_play
+from toa.search.toa import Play, PlayState, TOAConfig, TOASearch, TOAState, new_state, run_play
 from toa.search.tree import Action, Node, NodeKind, SearchTree, back_up
 
 __all__ = [
     "Action",
     "ArmStats",
+    "BayesState",
     "MixtureOfAgents",
     "MoAConfig",
     "Node",
@@ -61,7 +65,9 @@ __all__ = [
     "PRSSearch",
     "ParallelEnsemble",
     "Play",
+    "PlayState",
     "Preset",
+    "Prior",
     "RandomSampling",
     "SearchContext",
     "SearchTree",
@@ -78,10 +84,13 @@ __all__ = [
     "aggregate_messages",
     "back_up",
     "derive_rng",
+    "evidence_from_tree",
     "fresh_messages",
     "improvement_reached",
     "is_fully_expanded",
+    "load_prior",
     "make_strategy",
+    "new_state",
     "normalise_by_min_max",
     "normalise_by_rank",
     "normalise_by_sigmoid",

@@ -16,6 +16,7 @@ from toa.errors import ConfigError
 from toa.search._steps import generate_all, generate_into, score_into
 from toa.search.context import SearchContext, check_budget, derive_rng
 from toa.search.normalise import normalise_by_rank
+from toa.search.priors import Prior
 from toa.search.templates import Templates, fresh_messages, refine_messages
 from toa.search.tree import ROOT_ID, SearchTree
 from toa.types import Prompt
@@ -108,9 +109,16 @@ class RandomSampling(_Baseline):
         self.config = config or SingleAgentConfig()
 
     async def run(
-        self, prompt: Prompt, ctx: SearchContext, *, budget: int, seed: int
+        self,
+        prompt: Prompt,
+        ctx: SearchContext,
+        *,
+        budget: int,
+        seed: int,
+        prior: Prior | None = None,
     ) -> SearchTree:
         """`budget` fresh samples from the configured agent."""
+        del prior  # a fixed workflow: nothing to learn across prompts
         check_budget(budget, self.name)
         agents = tuple(ctx.agents)
         agent = self.config.resolve(agents, self.name)
@@ -136,9 +144,16 @@ class PRSSearch(_Baseline):
         self.config = config or SingleAgentConfig()
 
     async def run(
-        self, prompt: Prompt, ctx: SearchContext, *, budget: int, seed: int
+        self,
+        prompt: Prompt,
+        ctx: SearchContext,
+        *,
+        budget: int,
+        seed: int,
+        prior: Prior | None = None,
     ) -> SearchTree:
         """Half fresh, half refinements of the best fresh response."""
+        del prior  # a fixed workflow: nothing to learn across prompts
         check_budget(budget, self.name)
         agents = tuple(ctx.agents)
         agent = self.config.resolve(agents, self.name)
@@ -173,9 +188,16 @@ class ParallelEnsemble(_Baseline):
     name = "ensemble"
 
     async def run(
-        self, prompt: Prompt, ctx: SearchContext, *, budget: int, seed: int
+        self,
+        prompt: Prompt,
+        ctx: SearchContext,
+        *,
+        budget: int,
+        seed: int,
+        prior: Prior | None = None,
     ) -> SearchTree:
         """Fresh samples spread evenly over the agents."""
+        del prior  # a fixed workflow: nothing to learn across prompts
         check_budget(budget, self.name)
         agents = _agents(ctx, self.name)
         tree = new_tree(self.name, prompt, agents, budget, seed, **_hashes(self))
@@ -198,9 +220,16 @@ class SequentialRefine(_Baseline):
     name = "seq-refine"
 
     async def run(
-        self, prompt: Prompt, ctx: SearchContext, *, budget: int, seed: int
+        self,
+        prompt: Prompt,
+        ctx: SearchContext,
+        *,
+        budget: int,
+        seed: int,
+        prior: Prior | None = None,
     ) -> SearchTree:
         """Chains of fresh -> refine -> refine ..., one per round."""
+        del prior  # a fixed workflow: nothing to learn across prompts
         check_budget(budget, self.name)
         agents = _agents(ctx, self.name)
         tree = new_tree(self.name, prompt, agents, budget, seed, **_hashes(self))

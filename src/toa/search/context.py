@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from toa.errors import ConfigError
+from toa.search.priors import Prior
 from toa.search.tree import SearchTree
 from toa.types import Completion, Message, Prompt, Score
 
@@ -63,9 +64,19 @@ class Strategy(Protocol):
         ...
 
     async def run(
-        self, prompt: Prompt, ctx: SearchContext, *, budget: int, seed: int
+        self,
+        prompt: Prompt,
+        ctx: SearchContext,
+        *,
+        budget: int,
+        seed: int,
+        prior: Prior | None = None,
     ) -> SearchTree:
-        """Spend `budget` generations (>= 1) on `prompt`; every random choice follows `seed`."""
+        """Spend `budget` generations (>= 1) on `prompt`; every random choice follows `seed`.
+
+        `prior` is what earlier prompts of the run taught (`toa.search.priors`); strategies that
+        learn nothing across prompts ignore it.
+        """
         ...
 
 

@@ -26,6 +26,7 @@ from toa.search._steps import Request, generate_all, score_into
 from toa.search.baselines import new_tree
 from toa.search.context import SearchContext, check_budget, derive_rng
 from toa.search.normalise import normalise_by_rank
+from toa.search.priors import Prior
 from toa.search.templates import Templates, aggregate_messages, fresh_messages
 from toa.search.tree import ROOT_ID, SearchTree
 from toa.types import Prompt
@@ -73,9 +74,16 @@ class MixtureOfAgents:
         return f"MixtureOfAgents({self.config!r}, task={self.templates.task!r})"
 
     async def run(
-        self, prompt: Prompt, ctx: SearchContext, *, budget: int, seed: int
+        self,
+        prompt: Prompt,
+        ctx: SearchContext,
+        *,
+        budget: int,
+        seed: int,
+        prior: Prior | None = None,
     ) -> SearchTree:
         """Blocks of layers until `budget` generations are spent."""
+        del prior  # a fixed workflow: nothing to learn across prompts
         check_budget(budget, self.name)
         agents = tuple(ctx.agents)
         if not agents:

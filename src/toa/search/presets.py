@@ -7,9 +7,10 @@
 | ultrafeedback | 4 small | 160 | 0.8 | 0.1 | 0.01 | 53 | 1 | ArmoRM |
 | math | 2-4 small | 16-128 | 0.7 | 1 | 0.1 | K*n/2 | 1 | Qwen2.5-Math-RM |
 
-All use top_p 1, max_tokens 2048 and the paper's normalisation, ``sigmoid(r / tau)``. Width is
-derived from the run's budget (``width_fraction`` 1/3, or 1/2 for math), which gives 53 at N = 160
-and follows the budget when a run uses another one.
+All use the paper's UCB rule (``rule="ucb"``), top_p 1, max_tokens 2048 and the paper's
+normalisation, ``sigmoid(r / tau)``. Width is derived from the run's budget (``width_fraction``
+1/3, or 1/2 for math), which gives 53 at N = 160 and follows the budget when a run uses another
+one.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class Preset:
 
 def _paper(tau: float, alpha: float, width_fraction: float = 1 / 3) -> TOAConfig:
     return TOAConfig(
+        rule="ucb",
         alpha=alpha,
         width_fraction=width_fraction,
         topk_child=1,

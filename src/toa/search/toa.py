@@ -19,18 +19,37 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from toa.errors import ConfigError, TOAError
 from toa.search._steps import generate_into, record_score
+from toa.search.bayes import BayesState
 from toa.search.context import SearchContext, check_budget, derive_rng
 from toa.search.normalise import Normalisation
+from toa.search.priors import Prior
 from toa.search.selection import ArmStats, is_fully_expanded, select_by_ucb, top_k_by_reward
 from toa.search.templates import Templates, fresh_messages, refine_messages
 from toa.search.tree import ROOT_ID, SearchTree
 from toa.types import Message, Prompt, Score
 
-__all__ = ["Play", "TOAConfig", "TOASearch", "TOAState", "run_play"]
+__all__ = [
+    "RULES",
+    "UCB_SETTINGS",
+    "Play",
+    "PlayState",
+    "Rule",
+    "TOAConfig",
+    "TOASearch",
+    "TOAState",
+    "new_state",
+    "run_play",
+]
+
+Rule = Literal["bayes", "ucb"]
+RULES: tuple[Rule, ...] = ("bayes", "ucb")
+"""TOA's play rules; 'bayes' is the default, 'ucb' the paper's (its presets use it)."""
+UCB_SETTINGS = ("alpha", "width", "width_fraction", "topk_child", "improvement_cap", "fresh_arms")
+"""`TOAConfig` fields that only rule 'ucb' uses."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,6 +57,13 @@ class TOAConfig:
     """TOA hyperparameters (keyword-only; `toa.search.PRESETS` holds the paper's).
 
     Attributes:
+        rule: how each play chooses its action. 'bayes' (default): Thompson sampling on the
+            chance of a new best, fresh vs refine of the best, from cross-prompt priors
+            (`toa.search.bayes`). 'ucb': the paper's UCB tree policy with the width and
+            improvement rules (`alpha` ... `fresh_arms` apply to it only); the paper presets
+            use it.
+        prior_strength: 'bayes' only: at most this many pseudo-plays of cross-prompt evidence
+            per action, > 0 (a prompt's own plays soon outweigh them).
         alpha: UCB exploration weight, >= 0. The paper used 0.01-0.1 on sigmoid-normalised
             rewards; 0.1 suits the scale-free normalisations, whose q spread over [0, 1].
         width: responses per depth before the search goes deeper, >= number of agents; None
@@ -54,6 +80,8 @@ class TOAConfig:
         parallel_plays: plays of one tree in flight at once, >= 1 (virtual loss spreads them).
     """
 
+    rule: Rule = "bayes"
+    prior_strength: float = 8.0
     alpha: float = 0.1
     width: int | None = None
     width_fraction: float = 1 / 3
@@ -64,6 +92,12 @@ class TOAConfig:
     parallel_plays: int = 1
 
     def __post_init__(self) -> None:
+        if self.rule not in RULES:
+            raise ConfigError(f"toa: rule must be one of {list(RULES)}, got {self.rule!r}")
+        if not (math.isfinite(self.prior_strength) and self.prior_strength > 0):
+            raise ConfigError(
+                f"toa: prior_strength must be a finite number > 0, got {self.prior_strength!r}"
+            )
         if not (math.isfinite(self.alpha) and self.alpha >= 0):
             raise ConfigError(f"toa: alpha must be a finite number >= 0, got {self.alpha!r}")
         if self.width is not None and (isinstance(self.width, bool) or self.width < 1):
@@ -92,7 +126,15 @@ class TOAConfig:
         return self.width
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, as recorded in the tree's config."""
+        """JSON-ready form, as recorded in the tree's config (only the fields the rule uses;
+        the 'ucb' form is the one earlier releases recorded)."""
+        if self.rule == "bayes":
+            return {
+                "rule": "bayes",
+                "prior_strength": self.prior_strength,
+                "normalisation": self.normalisation.to_dict(),
+                "parallel_plays": self.parallel_plays,
+            }
         return {
             "alpha": self.alpha,
             "width": self.width,
@@ -103,6 +145,20 @@ class TOAConfig:
             "normalisation": self.normalisation.to_dict(),
             "parallel_plays": self.parallel_plays,
         }
+
+
+class PlayState(Protocol):
+    """The synchronous core of one search (`TOAState` for 'ucb', `BayesState` for 'bayes')."""
+
+    prompt: Prompt
+    tree: SearchTree
+
+    @property
+    def done(self) -> bool: ...
+
+    def start_play(self, is_available: Callable[[str], bool]) -> Play: ...
+
+    def finish_play(self, play: Play, score: Score | None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,7 +316,31 @@ class TOAState:
             )
 
 
-async def run_play(state: TOAState, ctx: SearchContext, play: Play) -> None:
+def new_state(
+    prompt: Prompt,
+    agents: tuple[str, ...],
+    *,
+    config: TOAConfig,
+    budget: int,
+    seed: int,
+    templates: Templates,
+    prior: Prior | None = None,
+) -> PlayState:
+    """The search core for `config.rule`: `BayesState` ('bayes', from `prior`) or `TOAState`."""
+    if config.rule == "bayes":
+        return BayesState(
+            prompt,
+            agents,
+            config=config,
+            budget=budget,
+            seed=seed,
+            templates=templates,
+            prior=prior,
+        )
+    return TOAState(prompt, agents, config=config, budget=budget, seed=seed, templates=templates)
+
+
+async def run_play(state: PlayState, ctx: SearchContext, play: Play) -> None:
     """Generate and score one play, then hand the result to `state.finish_play`."""
     if not await generate_into(state.tree, ctx, play.node_id, play.messages):
         state.finish_play(play, None)
@@ -273,9 +353,11 @@ async def run_play(state: TOAState, ctx: SearchContext, play: Play) -> None:
 
 
 class TOASearch:
-    """The TOA strategy (name 'toa'): `budget` plays of MCTS over the context's agents.
+    """The TOA strategy (name 'toa'): `budget` plays of tree search over the context's agents.
 
-    Exactly `budget` generations are made; failed ones cost their unit and are recorded.
+    Exactly `budget` generations are made; failed ones cost their unit and are recorded. With
+    rule 'bayes', `run`'s `prior` (what earlier prompts taught) seeds the beliefs; rule 'ucb'
+    ignores it.
     """
 
     name = "toa"
@@ -288,17 +370,24 @@ class TOASearch:
         return f"TOASearch({self.config!r}, task={self.templates.task!r})"
 
     async def run(
-        self, prompt: Prompt, ctx: SearchContext, *, budget: int, seed: int
+        self,
+        prompt: Prompt,
+        ctx: SearchContext,
+        *,
+        budget: int,
+        seed: int,
+        prior: Prior | None = None,
     ) -> SearchTree:
         """Search `prompt` with `budget` plays; returns the whole tree."""
         check_budget(budget, self.name)
-        state = TOAState(
+        state = new_state(
             prompt,
             tuple(ctx.agents),
             config=self.config,
             budget=budget,
             seed=seed,
             templates=self.templates,
+            prior=prior,
         )
         workers = min(self.config.parallel_plays, budget)
         if workers == 1:
@@ -313,6 +402,6 @@ class TOASearch:
         return state.tree
 
 
-async def _play_until_done(state: TOAState, ctx: SearchContext) -> None:
+async def _play_until_done(state: PlayState, ctx: SearchContext) -> None:
     while not state.done:
         await run_play(state, ctx, state.start_play(ctx.is_available))

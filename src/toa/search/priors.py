@@ -1,0 +1,374 @@
+"""Cross-prompt priors: what finished prompts taught about each agent, as counts.
+
+A run with the same agents on thousands of prompts should not re-learn on every prompt which
+agent is strong. Every finished tree (of any strategy) yields `Evidence`; a run adds up the
+evidence of its finished prompts (`Prior`), and a new prompt's Bayesian TOA search
+(`toa.search.bayes`) starts from it as pseudo-counts of limited strength, so the prompt's own
+evidence overrides the prior after a few plays (empirical-Bayes shrinkage).
+
+What is counted, reading a tree's responses in node order (the order in which a sequential
+search made them):
+
+* fresh, per agent: a fresh response scored after n >= 1 other responses `wins` when its reward
+  beats the best of those n; it adds 1 to `plays` and ``1 / (n + 1)`` to `expected`, the chance
+  that an exchangeable draw beats n earlier ones. ``wins / expected`` is the agent's strength
+  as a writer of new bests (1 = no better than anyone else). The first scored response of a
+  tree beats nothing and is not counted.
+* refine, per refiner and per (refiner, parent's agent): a refinement `wins` when its reward
+  beats its parent's.
+
+Failed generations and failed rewards are not evidence about quality (circuit breakers and the
+search's own failure counting deal with them) and are left out. Rewards are only compared within
+one prompt, so the counts are scale-free: a 0/1 reward, a chrF score and a reward model's logit
+give counts of the same meaning.
+
+`Prior.to_dict` / `Prior.from_dict` are the ``priors.json`` format that `toa priors` writes and
+``strategy.prior: {source: file}`` reads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toa.errors import ConfigError
+from toa.search.tree import ROOT_ID, SearchTree
+
+__all__ = [
+    "PRIOR_FORMAT",
+    "ArmCounts",
+    "BetaParams",
+    "GammaParams",
+    "Prior",
+    "evidence_from_tree",
+    "load_prior",
+    "reward_spread",
+]
+
+PRIOR_FORMAT = "toa-prior/1"
+"""The `format` field of a priors file."""
+
+PAIR_SHRINK = 4.0
+"""Pseudo-plays of a refiner's overall rate mixed into each (refiner, parent agent) rate."""
+
+COLD_GAIN = 0.5
+"""The margin of a win, in reward standard deviations, believed before any evidence."""
+
+
+_FIELDS = ("plays", "wins", "expected", "gained", "gain")
+
+
+@dataclass(frozen=True, slots=True)
+class ArmCounts:
+    """Counts of one kind of action.
+
+    Attributes:
+        plays: scored plays.
+        wins: plays that beat what they had to beat (the best so far; the parent).
+        expected: fresh only: wins an exchangeable draw would have had (sum of 1 / (n + 1)).
+        gained: wins whose margin could be measured (the prompt's rewards had a spread).
+        gain: sum of those margins, each in units of the prompt's reward standard deviation.
+    """
+
+    plays: float = 0.0
+    wins: float = 0.0
+    expected: float = 0.0
+    gained: float = 0.0
+    gain: float = 0.0
+
+    def __add__(self, other: ArmCounts) -> ArmCounts:
+        return ArmCounts(*(getattr(self, f) + getattr(other, f) for f in _FIELDS))
+
+    def to_dict(self) -> dict[str, float]:
+        return {f: _num(getattr(self, f)) for f in _FIELDS}
+
+    @classmethod
+    def from_dict(cls, data: Any, where: str) -> ArmCounts:
+        if not isinstance(data, Mapping):
+            raise ValueError(f"{where}: expected an object with {', '.join(_FIELDS)}")
+        values = []
+        for key in _FIELDS:
+            value = data.get(key, 0.0)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{where}.{key}: expected a number, got {value!r}")
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{where}.{key}: expected a finite number >= 0, got {value!r}")
+            values.append(float(value))
+        counts = cls(*values)
+        if counts.wins > counts.plays:
+            raise ValueError(f"{where}: wins ({counts.wins}) exceed plays ({counts.plays})")
+        if counts.gained > counts.wins:
+            raise ValueError(f"{where}: gained ({counts.gained}) exceeds wins ({counts.wins})")
+        return counts
+
+    def mean_gain(self, *, strength: float, cold: float) -> tuple[float, float]:
+        """(mean margin of a win in reward standard deviations, its pseudo-count) as a prior."""
+        if self.gained <= 0:
+            return cold, 1.0
+        weight = max(1.0, min(strength, self.gained))
+        return self.gain / self.gained, weight
+
+
+@dataclass(frozen=True, slots=True)
+class GammaParams:
+    """A Gamma(shape, rate) belief about a fresh writer's strength (wins / expected), and the
+    mean margin of its wins (`gain`, in reward standard deviations, worth `gain_weight` wins)."""
+
+    shape: float
+    rate: float
+    gain: float = 0.5
+    gain_weight: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class BetaParams:
+    """A Beta(a, b) belief about a refiner's chance of beating its parent, and the mean margin
+    of its wins (`gain`, in reward standard deviations, worth `gain_weight` wins)."""
+
+    a: float
+    b: float
+    gain: float = 0.5
+    gain_weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class Prior:
+    """Evidence summed over prompts (one prompt's evidence is a `Prior` with ``prompts == 1``).
+
+    Attributes:
+        agents: the agents the evidence is about, in configuration order.
+        prompts: finished prompts counted.
+        fresh: counts per agent writing fresh.
+        refine: counts per refiner.
+        pairs: counts per (refiner, agent of the refined response).
+    """
+
+    agents: tuple[str, ...]
+    prompts: int = 0
+    fresh: Mapping[str, ArmCounts] = field(default_factory=dict)
+    refine: Mapping[str, ArmCounts] = field(default_factory=dict)
+    pairs: Mapping[tuple[str, str], ArmCounts] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, agents: Iterable[str]) -> Prior:
+        """No evidence yet: every belief is the cold one."""
+        return cls(agents=tuple(agents))
+
+    @property
+    def is_empty(self) -> bool:
+        return self.prompts == 0
+
+    def __add__(self, other: Prior) -> Prior:
+        return Prior(
+            agents=self.agents,
+            prompts=self.prompts + other.prompts,
+            fresh=_sum(self.fresh, other.fresh),
+            refine=_sum(self.refine, other.refine),
+            pairs=_sum(self.pairs, other.pairs),
+        )
+
+    def fresh_belief(self, agent: str, *, strength: float) -> GammaParams:
+        """Gamma belief about `agent`'s strength as a fresh writer, before a prompt's evidence.
+
+        Cold: Gamma(1, 1) (mean 1: as likely as anyone to write a new best). With evidence, the
+        cross-prompt strength ``(wins + 1) / (expected + 1)`` as ``max(1, min(strength, plays))``
+        pseudo-plays, each worth the average expected win of a play (so a prompt's own plays
+        weigh the same per play).
+        """
+        counts = self.fresh.get(agent, ArmCounts())
+        if counts.plays <= 0 or counts.expected <= 0:
+            return GammaParams(1.0, 1.0, COLD_GAIN, 1.0)
+        n_eff = max(1.0, min(strength, counts.plays))
+        mean = (counts.wins + 1.0) / (counts.expected + 1.0)
+        weight = n_eff * counts.expected / counts.plays
+        gain, gain_weight = counts.mean_gain(strength=strength, cold=COLD_GAIN)
+        return GammaParams(weight * mean, weight, gain, gain_weight)
+
+    def refine_belief(self, refiner: str, parent_agent: str, *, strength: float) -> BetaParams:
+        """Beta belief that `refiner` beats a response of `parent_agent`, before a prompt's own.
+
+        Cold: Beta(1, 1). With evidence: the refiner's rate, and where the pair has data the pair's
+        rate shrunk towards it (`PAIR_SHRINK` pseudo-plays), as ``max(2, min(strength, plays))``
+        pseudo-plays.
+        """
+        overall = self.refine.get(refiner, ArmCounts())
+        if overall.plays <= 0:
+            return BetaParams(1.0, 1.0, COLD_GAIN, 1.0)
+        rate = (overall.wins + 1.0) / (overall.plays + 2.0)
+        pair = self.pairs.get((refiner, parent_agent), ArmCounts())
+        if pair.plays > 0:
+            rate = (pair.wins + PAIR_SHRINK * rate) / (pair.plays + PAIR_SHRINK)
+        n_eff = max(2.0, min(strength, overall.plays))
+        gain, gain_weight = (pair if pair.gained > 0 else overall).mean_gain(
+            strength=strength, cold=COLD_GAIN
+        )
+        return BetaParams(n_eff * rate, n_eff * (1.0 - rate), gain, gain_weight)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``priors.json`` form (module docstring)."""
+        return {
+            "format": PRIOR_FORMAT,
+            "agents": list(self.agents),
+            "prompts": self.prompts,
+            "fresh": {a: self.fresh[a].to_dict() for a in sorted(self.fresh)},
+            "refine": {a: self.refine[a].to_dict() for a in sorted(self.refine)},
+            "pairs": [
+                {"refiner": r, "parent": p, **self.pairs[(r, p)].to_dict()}
+                for r, p in sorted(self.pairs)
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Prior:
+        """Parse the ``priors.json`` form; `ValueError` says which field is wrong."""
+        if not isinstance(data, Mapping):
+            raise ValueError("a prior must be a JSON object")
+        if data.get("format") != PRIOR_FORMAT:
+            raise ValueError(f"format must be {PRIOR_FORMAT!r}, got {data.get('format')!r}")
+        agents = data.get("agents")
+        if not isinstance(agents, list) or not all(isinstance(a, str) for a in agents):
+            raise ValueError("agents must be a list of agent names")
+        prompts = data.get("prompts", 0)
+        if isinstance(prompts, bool) or not isinstance(prompts, int) or prompts < 0:
+            raise ValueError(f"prompts must be an integer >= 0, got {prompts!r}")
+        known = set(agents)
+        fresh = _counts_by_agent(data.get("fresh", {}), "fresh", known)
+        refine = _counts_by_agent(data.get("refine", {}), "refine", known)
+        raw_pairs = data.get("pairs", [])
+        if not isinstance(raw_pairs, list):
+            raise ValueError("pairs must be a list")
+        pairs: dict[tuple[str, str], ArmCounts] = {}
+        for i, item in enumerate(raw_pairs):
+            where = f"pairs[{i}]"
+            if not isinstance(item, Mapping):
+                raise ValueError(f"{where}: expected an object")
+            key = (item.get("refiner"), item.get("parent"))
+            for name in key:
+                if name not in known:
+                    raise ValueError(f"{where}: {name!r} is not one of the agents {agents}")
+            pairs[(str(key[0]), str(key[1]))] = ArmCounts.from_dict(item, where)
+        return cls(tuple(agents), prompts, fresh, refine, pairs)
+
+    def for_agents(self, agents: tuple[str, ...], source: str) -> Prior:
+        """This prior checked against a run's agents (the same set, any order).
+
+        Raises:
+            ConfigError: the prior is about other agents (names both lists and `source`).
+        """
+        if set(self.agents) != set(agents):
+            missing = sorted(set(agents) - set(self.agents))
+            extra = sorted(set(self.agents) - set(agents))
+            raise ConfigError(
+                f"{source}: the prior is about agents {list(self.agents)}, the run has "
+                f"{list(agents)} (missing: {missing or 'none'}, "
+                f"not in the run: {extra or 'none'}); "
+                "write a prior for these agents with `toa priors RUN_DIR -o FILE` from a run "
+                "that used them, or use `prior: {source: online}`"
+            )
+        return Prior(agents, self.prompts, self.fresh, self.refine, self.pairs)
+
+    def to_json(self) -> str:
+        """Canonical compact JSON (sorted keys): what a store keeps with a prompt."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+
+def load_prior(path: str | Path, agents: tuple[str, ...]) -> Prior:
+    """Read a ``priors.json`` file for a run with `agents`.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, not JSON, not a prior, or about other
+            agents; the message names the file.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{path}: prior file not found; write one with `toa priors RUN_DIR -o {path}`"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the prior file ({exc})") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"{path}:{exc.lineno}: the prior file is not JSON ({exc.msg}); "
+            "write one with `toa priors RUN_DIR -o FILE`"
+        ) from None
+    try:
+        prior = Prior.from_dict(data)
+    except ValueError as exc:
+        raise ConfigError(f"{path}: not a TOA prior: {exc}") from None
+    return prior.for_agents(agents, str(path))
+
+
+def evidence_from_tree(tree: SearchTree) -> Prior:
+    """One finished tree's evidence (module docstring), for the tree's agents."""
+    fresh: dict[str, ArmCounts] = {}
+    refine: dict[str, ArmCounts] = {}
+    pairs: dict[tuple[str, str], ArmCounts] = {}
+    spread = reward_spread([n.reward for n in tree.nodes if n.reward is not None])
+    best: float | None = None
+    seen = 0
+    for node in tree.nodes:
+        if node.kind != "response" or node.reward is None:
+            continue
+        reward = node.reward
+        if node.action == "fresh" and best is not None:
+            fresh[node.agent] = fresh.get(node.agent, ArmCounts()) + _outcome(
+                reward, best, spread, expected=1.0 / (seen + 1)
+            )
+        elif node.action == "refine" and len(node.parents) == 1:
+            parent = tree.node(node.parents[0])
+            if parent.reward is not None and parent.id != ROOT_ID:
+                one = _outcome(reward, parent.reward, spread, expected=0.0)
+                refine[node.agent] = refine.get(node.agent, ArmCounts()) + one
+                key = (node.agent, parent.agent)
+                pairs[key] = pairs.get(key, ArmCounts()) + one
+        best = reward if best is None else max(best, reward)
+        seen += 1
+    return Prior(tree.agents, 1, fresh, refine, pairs)
+
+
+def reward_spread(rewards: Sequence[float]) -> float | None:
+    """The standard deviation of one prompt's rewards; None with fewer than 2 or no spread."""
+    if len(rewards) < 2:
+        return None
+    spread = statistics.pstdev(rewards)
+    return spread if spread > 0 and math.isfinite(spread) else None
+
+
+def _outcome(reward: float, bar: float, spread: float | None, *, expected: float) -> ArmCounts:
+    if reward <= bar:
+        return ArmCounts(1.0, 0.0, expected)
+    if spread is None:
+        return ArmCounts(1.0, 1.0, expected)
+    return ArmCounts(1.0, 1.0, expected, 1.0, (reward - bar) / spread)
+
+
+def _sum(left: Mapping[Any, ArmCounts], right: Mapping[Any, ArmCounts]) -> dict[Any, ArmCounts]:
+    out = dict(left)
+    for key, counts in right.items():
+        out[key] = out.get(key, ArmCounts()) + counts
+    return out
+
+
+def _counts_by_agent(data: Any, where: str, known: set[str]) -> dict[str, ArmCounts]:
+    if not isinstance(data, Mapping):
+        raise ValueError(f"{where} must be an object keyed by agent")
+    out: dict[str, ArmCounts] = {}
+    for agent, counts in data.items():
+        if agent not in known:
+            raise ValueError(f"{where}: {agent!r} is not one of the agents {sorted(known)}")
+        out[agent] = ArmCounts.from_dict(counts, f"{where}.{agent}")
+    return out
+
+
+def _num(value: float) -> float | int:
+    """Whole numbers as ints in JSON (counts read naturally); others exact (repr round-trips)."""
+    return int(value) if float(value).is_integer() else float(value)
