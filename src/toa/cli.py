@@ -354,7 +354,7 @@ def fake_server(
         ),
     ] = None,
     world: Annotated[
-        str, typer.Option(help="Simulated world: helps | hurts | dominant.")
+        str, typer.Option(help="Simulated world: helps | hurts | dominant | specialists.")
     ] = "helps",
     fail_rate: Annotated[
         float, typer.Option(help="Fraction of generation requests answered with HTTP 500.")

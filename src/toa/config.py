@@ -166,7 +166,7 @@ class PriorConfig(_Model):
 
     source: PriorSource = "online"
     strength: float | None = Field(
-        None, gt=0, description="pseudo-plays of prior evidence per action at most (default 8)"
+        None, gt=0, description="pseudo-plays of prior evidence per action at most (default 16)"
     )
     path: str | None = Field(None, min_length=1, description="source 'file' only: priors.json")
 

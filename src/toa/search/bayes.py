@@ -1,32 +1,41 @@
 """TOA's Bayesian play rule (``rule: bayes``): Thompson sampling on the chance of a new best.
 
 A data-synthesis or best-of-N run keeps the best response of each tree, so the question every
-play asks is: which action is most likely to produce a response better than the best so far?
+play asks is: which action is most likely to beat the best response so far, and by how much?
 The actions are "agent a writes fresh" (go wider) and "agent a refines the best response so far"
-(go deeper). Each has a posterior belief about that chance:
+(go deeper). Each has a posterior belief:
 
-* fresh by a: after n scored responses, an exchangeable draw beats all n with chance
-  ``1 / (n + 1)``; agent a's chance is ``lambda_a / (n + 1)``, with its strength ``lambda_a`` ~
-  Gamma. Each fresh play of a adds its ``1 / (n + 1)`` to the Gamma's rate and a win (beating
-  the best at the time it is scored) to its shape. The chance falls as the tree grows, as it
-  should, and it falls faster for weak writers.
-* refine by a: chance ~ Beta; a refinement that beats its parent is a win.
+* fresh by a: a's answers sit at percentile u ~ Beta(lambda_a, 1) of the prompt's pool of fresh
+  answers (lambda = 1: as good as the pool), with the strength lambda_a ~ Gamma (conjugate: each
+  fresh answer of a adds 1 to the shape and ``-log u`` to the rate). Its chance of beating the
+  best, which stands at percentile u_b of that pool, is ``1 - u_b ** lambda_a``: about
+  ``lambda_a / (n + 1)`` after n fresh answers, so it falls as the tree grows, and faster for
+  weak writers.
+* refine by a: the chance that a's rewrite of the best beats it, ~ Beta; a refinement that
+  beats its parent is a win.
+* the margin of a win (in the prompt's reward standard deviations): the mean of the margins
+  seen, from the prior's; an action's value is its chance times its margin (an expected gain
+  over the best, so that frequent tiny gains do not crowd out rarer large ones).
 
-Every play samples each belief once (seeded) and takes the highest sampled chance: Thompson
-sampling, so arms that are probably poor are rarely played but never ruled out, no arm needs a
-forced first visit, and the choice between wider and deeper follows what refinement has
-actually gained on this prompt. Beliefs start from `Prior` (what earlier prompts taught, as
-pseudo-counts of at most `prior_strength` plays) or cold (Gamma(1, 1), Beta(1, 1)).
+Every play samples each chance once (seeded) and takes the highest value: Thompson sampling, so
+arms that are probably poor are rarely played but never ruled out, no arm needs a forced first
+visit, and the choice between wider and deeper follows what refinement has actually gained on
+this prompt. Beliefs start from a `Prior` (what earlier prompts taught, worth at most
+`prior_strength` plays per action, so the prompt's own plays soon outweigh it) or cold
+(Gamma(1, 1), Beta(1, 1)).
 
 Failures: a play that failed (generation or reward) yielded nothing: it counts as a loss for its
-action, so a failing agent is not chosen again and again. Plays in flight count as losses until
-they land (a virtual loss), which spreads `parallel_plays`; with one play in flight the search
-is sequential and reproducible node for node. The responses still carry normalised rewards and
-visit statistics (running rank by default), so trees of every rule read alike.
+action (a refinement that did not win; a fresh answer at percentile 1/4), so a failing agent is
+not chosen again and again. Plays in flight count the same way until they land (a virtual
+loss), which spreads `parallel_plays`; with one play in flight the search is sequential and
+reproducible node for node. Responses still carry normalised rewards and visit statistics
+(running rank by default), so trees of every rule read alike.
 """
 
 from __future__ import annotations
 
+import bisect
+import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,7 +44,7 @@ from typing import TYPE_CHECKING, Literal
 from toa.errors import ConfigError, TOAError
 from toa.search._steps import record_score
 from toa.search.context import derive_rng
-from toa.search.priors import COLD_GAIN, Prior, reward_spread
+from toa.search.priors import COLD_GAIN, Prior, percentile, reward_spread
 from toa.search.templates import Templates, fresh_messages, refine_messages
 from toa.search.tree import ROOT_ID, SearchTree
 from toa.types import Prompt, Score
@@ -43,54 +52,16 @@ from toa.types import Prompt, Score
 if TYPE_CHECKING:
     from toa.search.toa import Play, TOAConfig
 
-__all__ = ["BayesState", "Belief"]
+__all__ = ["BayesState", "Belief", "Params"]
 
-
-@dataclass(slots=True)
-class Belief:
-    """What one prompt has seen of one action, on top of its prior.
-
-    For a fresh action `trials` sums expected wins (``1 / (n + 1)`` per play), for a refine action
-    it counts plays; `pending` is the same for plays in flight (losses until they land).
-    """
-
-    kind: Literal["fresh", "refine"]
-    wins: float = 0.0
-    trials: float = 0.0
-    pending: float = 0.0
-    gained: float = 0.0
-    gain: float = 0.0
-
-    def params(self, prior: Params) -> tuple[float, float]:
-        """The chance's posterior: Gamma (shape, rate) for fresh, Beta (a, b) for refine."""
-        a = prior.a + self.wins
-        b = prior.b + self.trials + self.pending
-        if self.kind == "refine":
-            b -= self.wins
-        return a, b
-
-    def mean_gain(self, prior: Params) -> float:
-        """Posterior mean margin of a win, in reward standard deviations."""
-        return (prior.gain * prior.gain_weight + self.gain) / (prior.gain_weight + self.gained)
-
-    def sample(self, rng: random.Random, prior: Params, n_scored: int) -> float:
-        """A sampled expected margin over the best: sampled chance of a new best x mean margin."""
-        a, b = self.params(prior)
-        if self.kind == "fresh":
-            chance = rng.gammavariate(a, 1.0 / b) / (n_scored + 1)
-        else:
-            chance = rng.betavariate(a, b)
-        return chance * self.mean_gain(prior)
-
-    def mean(self, prior: Params, n_scored: int) -> float:
-        """The posterior mean chance of a new best (for inspection and tests)."""
-        a, b = self.params(prior)
-        return a / b / (n_scored + 1) if self.kind == "fresh" else a / (a + b)
+LOSS_LOG_RANK = math.log(4.0)
+"""``-log u`` that a failed or in-flight fresh play adds: an answer at percentile 1/4."""
 
 
 @dataclass(frozen=True, slots=True)
 class Params:
-    """A prior in one shape for both kinds: (a, b) of the chance's Gamma or Beta, and the margin."""
+    """A prior: (a, b) of the chance's Beta, or (shape, rate) of the strength's Gamma, and the
+    mean margin of a win with its weight in wins."""
 
     a: float
     b: float
@@ -99,10 +70,54 @@ class Params:
 
 
 @dataclass(slots=True)
+class Belief:
+    """What one prompt has seen of one action, on top of its prior.
+
+    Refine: `wins` of `trials` (failures included), `pending` plays in flight. Fresh: the
+    percentile evidence is recomputed from the pool each play (`BayesState`); `losses` counts
+    failed plays, `pending` plays in flight. Both: `gained` wins with a measured margin, whose
+    margins sum to `gain`.
+    """
+
+    kind: Literal["fresh", "refine"]
+    wins: float = 0.0
+    trials: float = 0.0
+    losses: float = 0.0
+    pending: float = 0.0
+    gained: float = 0.0
+    gain: float = 0.0
+
+    def mean_gain(self, prior: Params) -> float:
+        """Posterior mean margin of a win, in reward standard deviations."""
+        return (prior.gain * prior.gain_weight + self.gain) / (prior.gain_weight + self.gained)
+
+    def sample_gain(self, rng: random.Random, prior: Params) -> float:
+        """A sampled mean margin: Gamma around the posterior mean, its shape the wins behind it
+        (so a margin seen a few times is still uncertain and gets explored)."""
+        weight = prior.gain_weight + self.gained
+        return rng.gammavariate(weight, self.mean_gain(prior) / weight)
+
+    def refine_params(self, prior: Params) -> tuple[float, float]:
+        """The Beta posterior of a refinement's chance of beating its parent."""
+        return prior.a + self.wins, prior.b + self.trials + self.pending - self.wins
+
+    def fresh_params(self, prior: Params, answers: int, log_rank: float) -> tuple[float, float]:
+        """The Gamma posterior of a fresh writer's strength, given its scored answers' evidence."""
+        bad = self.losses + self.pending
+        return prior.a + answers + bad, prior.b + log_rank + bad * LOSS_LOG_RANK
+
+
+def fresh_chance(strength: float, best_at: float | None) -> float:
+    """Chance that a fresh answer of that strength beats the best at percentile `best_at`."""
+    if best_at is None:
+        return 1.0
+    return 1.0 - math.pow(best_at, strength)
+
+
+@dataclass(slots=True)
 class _InFlight:
     kind: Literal["fresh", "refine"]
     agent: str
-    weight: float  # what the play added to its belief's `pending`
     parent: int | None  # the refined response
 
 
@@ -167,6 +182,8 @@ class BayesState:
                 r = self.prior.refine_belief(agent, parent, strength=strength)
                 self._refine_prior[(agent, parent)] = Params(r.a, r.b, r.gain, r.gain_weight)
             self.tree.add_agent(ROOT_ID, agent, "fresh")
+        self._pool: list[float] = []  # rewards of the scored fresh answers, sorted
+        self._fresh_rewards: dict[str, list[float]] = {a: [] for a in agents}
         self._in_flight: dict[int, _InFlight] = {}
         self._best: int | None = None
 
@@ -176,12 +193,15 @@ class BayesState:
         return self.started >= self.budget
 
     def beliefs(self) -> dict[str, float]:
-        """Mean chance of a new best per action now ('fresh:a', 'refine:a'), for inspection.
+        """Posterior mean chance of beating the best now, per action ('fresh:a', 'refine:a').
 
         Refine beliefs are about refining the current best response (cold before there is one).
         """
-        n = len(self.history) + len(self._in_flight)
-        out = {f"fresh:{a}": b.mean(self._fresh_prior[a], n) for a, b in self._fresh.items()}
+        best_at = self._best_percentile()
+        out: dict[str, float] = {}
+        for agent, belief in self._fresh.items():
+            shape, rate = self._fresh_posterior(agent, belief)
+            out[f"fresh:{agent}"] = fresh_chance(shape / rate, best_at)
         parent = self.tree.node(self._best).agent if self._best is not None else None
         for agent, belief in self._refine.items():
             prior = (
@@ -189,7 +209,8 @@ class BayesState:
                 if parent is not None
                 else Params(1.0, 1.0, COLD_GAIN, 1.0)
             )
-            out[f"refine:{agent}"] = belief.mean(prior, n)
+            a, b = belief.refine_params(prior)
+            out[f"refine:{agent}"] = a / (a + b)
         return out
 
     def start_play(self, is_available: Callable[[str], bool]) -> Play:
@@ -201,41 +222,52 @@ class BayesState:
         self.started += 1
         agents = self.tree.agents
         usable = [a for a in agents if is_available(a)] or list(agents)
-        n = len(self.history) + len(self._in_flight)
         best = self._best
+        best_at = self._best_percentile()
         choices: list[tuple[float, Literal["fresh", "refine"], str]] = []
         for agent in usable:
-            value = self._fresh[agent].sample(self.rng, self._fresh_prior[agent], n)
+            belief = self._fresh[agent]
+            shape, rate = self._fresh_posterior(agent, belief)
+            strength = self.rng.gammavariate(shape, 1.0 / rate)
+            if best_at is None:  # nothing to beat yet: the strongest writer goes first
+                value = strength
+            else:
+                gain = belief.sample_gain(self.rng, self._fresh_prior[agent])
+                value = fresh_chance(strength, best_at) * gain
             choices.append((value, "fresh", agent))
         if best is not None:
             parent_agent = self.tree.node(best).agent
             for agent in usable:
+                belief = self._refine[agent]
                 prior = self._refine_prior[(agent, parent_agent)]
-                choices.append((self._refine[agent].sample(self.rng, prior, n), "refine", agent))
+                a, b = belief.refine_params(prior)
+                value = self.rng.betavariate(a, b) * belief.sample_gain(self.rng, prior)
+                choices.append((value, "refine", agent))
         top = max(value for value, _, _ in choices)
         winners = [c for c in choices if c[0] == top]
         _, kind, agent = winners[0] if len(winners) == 1 else self.rng.choice(winners)
         if kind == "fresh":
-            weight = 0.0 if n == 0 else 1.0 / (n + 1)  # the first response beats nothing
-            self._fresh[agent].pending += weight
+            self._fresh[agent].pending += 1.0
             node_id = self.tree.add_response(self.tree.agent_child(ROOT_ID, agent, "fresh"))
-            self._in_flight[node_id] = _InFlight("fresh", agent, weight, None)
+            self._in_flight[node_id] = _InFlight("fresh", agent, None)
             return Play(node_id, agent, fresh_messages(self.prompt, self.templates))
         assert best is not None
         self._refine[agent].pending += 1.0
         node_id = self.tree.add_response(
             self.tree.agent_child(best, agent, "refine"), parents=(best,)
         )
-        self._in_flight[node_id] = _InFlight("refine", agent, 1.0, best)
+        self._in_flight[node_id] = _InFlight("refine", agent, best)
         text = self.tree.node(best).text or ""
         return Play(node_id, agent, refine_messages(self.prompt, text, self.templates))
 
     def finish_play(self, play: Play, score: Score | None) -> None:
         """Record the play's score (None: the generation failed, already on the tree)."""
         flight = self._in_flight.pop(play.node_id)
-        belief = self._fresh[flight.agent] if flight.kind == "fresh" else self._refine[flight.agent]
-        belief.pending -= flight.weight
-        belief.trials += flight.weight
+        fresh = flight.kind == "fresh"
+        belief = self._fresh[flight.agent] if fresh else self._refine[flight.agent]
+        belief.pending -= 1.0
+        if not fresh:
+            belief.trials += 1.0
         before = None if self._best is None else self.tree.node(self._best).reward
         spread = reward_spread(self.history)
         q = None
@@ -243,19 +275,46 @@ class BayesState:
             q = record_score(
                 self.tree, play.node_id, score, normaliser=self._normaliser, history=self.history
             )
-        if q is None:
-            return  # failed: a loss for its action, nothing to compare
+        if q is None:  # failed: a loss for its action, nothing to compare
+            if fresh:
+                belief.losses += 1.0
+            return
         reward = self.tree.node(play.node_id).reward
         assert reward is not None
-        if flight.kind == "fresh":
+        if fresh:
+            bisect.insort(self._pool, reward)
+            self._fresh_rewards[flight.agent].append(reward)
             bar = before
         else:
             assert flight.parent is not None
             bar = self.tree.node(flight.parent).reward
-        if bar is not None and reward > bar and flight.weight > 0:
+        if bar is not None and reward > bar:
             belief.wins += 1.0
             if spread is not None:
                 belief.gained += 1.0
                 belief.gain += (reward - bar) / spread
         if before is None or reward > before:
             self._best = play.node_id
+
+    def _fresh_posterior(self, agent: str, belief: Belief) -> tuple[float, float]:
+        rewards = self._fresh_rewards[agent]
+        log_rank = 0.0
+        answers = 0
+        if len(self._pool) >= 2:  # one answer alone says nothing about its writer
+            log_rank = sum(-math.log(percentile(r, self._pool)) for r in rewards)
+            answers = len(rewards)
+        return belief.fresh_params(self._fresh_prior[agent], answers, log_rank)
+
+    def _best_percentile(self) -> float | None:
+        """Where the best response stands in the pool of fresh answers, in (0, 1); None: no best.
+
+        ``(fresh answers below it + half of those equal to it + 1/2) / (fresh answers + 1)``: the
+        best of n fresh answers stands at n / (n + 1); a refinement above them all a bit higher.
+        """
+        if self._best is None:
+            return None
+        best = self.tree.node(self._best).reward
+        assert best is not None
+        below = bisect.bisect_left(self._pool, best)
+        equal = bisect.bisect_right(self._pool, best) - below
+        return (below + 0.5 * equal + 0.5) / (len(self._pool) + 1)

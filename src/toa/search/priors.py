@@ -6,16 +6,20 @@ evidence of its finished prompts (`Prior`), and a new prompt's Bayesian TOA sear
 (`toa.search.bayes`) starts from it as pseudo-counts of limited strength, so the prompt's own
 evidence overrides the prior after a few plays (empirical-Bayes shrinkage).
 
-What is counted, reading a tree's responses in node order (the order in which a sequential
-search made them):
+What is counted (rewards are only compared within one prompt):
 
-* fresh, per agent: a fresh response scored after n >= 1 other responses `wins` when its reward
-  beats the best of those n; it adds 1 to `plays` and ``1 / (n + 1)`` to `expected`, the chance
-  that an exchangeable draw beats n earlier ones. ``wins / expected`` is the agent's strength
-  as a writer of new bests (1 = no better than anyone else). The first scored response of a
-  tree beats nothing and is not counted.
+* fresh, per agent: each fresh response's mid-rank percentile u in (0, 1) among the prompt's
+  fresh responses; `plays` counts them and `log_rank` sums ``-log u``. Under the model
+  ``u ~ Beta(lambda, 1)`` (`lambda` = 1: as good as the pool; a higher `lambda` writes better
+  answers) that is all the evidence there is about the writer's strength, and the chance that
+  its next answer beats n exchangeable ones is ``lambda / (lambda + n)``. Prompts with fewer
+  than two fresh responses say nothing and are left out. `wins` counts the fresh responses
+  that beat the best response made before them (in node order, the order a sequential search
+  made them).
 * refine, per refiner and per (refiner, parent's agent): a refinement `wins` when its reward
   beats its parent's.
+* margins: for each win, by how much it beat what it had to beat, in units of the prompt's
+  reward standard deviation (`gained` wins had a measurable margin, `gain` sums them).
 
 Failed generations and failed rewards are not evidence about quality (circuit breakers and the
 search's own failure counting deal with them) and are left out. Rewards are only compared within
@@ -28,6 +32,7 @@ give counts of the same meaning.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import statistics
@@ -47,6 +52,7 @@ __all__ = [
     "Prior",
     "evidence_from_tree",
     "load_prior",
+    "percentile",
     "reward_spread",
 ]
 
@@ -59,8 +65,11 @@ PAIR_SHRINK = 4.0
 COLD_GAIN = 0.5
 """The margin of a win, in reward standard deviations, believed before any evidence."""
 
+GAIN_SHRINK = 2.0
+"""Pseudo-wins of the pooled margin (over every agent, per kind) mixed into an action's margin."""
 
-_FIELDS = ("plays", "wins", "expected", "gained", "gain")
+
+_FIELDS = ("plays", "wins", "log_rank", "gained", "gain")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +79,14 @@ class ArmCounts:
     Attributes:
         plays: scored plays.
         wins: plays that beat what they had to beat (the best so far; the parent).
-        expected: fresh only: wins an exchangeable draw would have had (sum of 1 / (n + 1)).
+        log_rank: fresh only: sum of ``-log u`` over the plays' percentiles u (module docstring).
         gained: wins whose margin could be measured (the prompt's rewards had a spread).
         gain: sum of those margins, each in units of the prompt's reward standard deviation.
     """
 
     plays: float = 0.0
     wins: float = 0.0
-    expected: float = 0.0
+    log_rank: float = 0.0
     gained: float = 0.0
     gain: float = 0.0
 
@@ -106,17 +115,17 @@ class ArmCounts:
             raise ValueError(f"{where}: gained ({counts.gained}) exceeds wins ({counts.wins})")
         return counts
 
-    def mean_gain(self, *, strength: float, cold: float) -> tuple[float, float]:
-        """(mean margin of a win in reward standard deviations, its pseudo-count) as a prior."""
-        if self.gained <= 0:
-            return cold, 1.0
-        weight = max(1.0, min(strength, self.gained))
-        return self.gain / self.gained, weight
+    def mean_gain(self, *, strength: float, pooled: float) -> tuple[float, float]:
+        """(mean margin of a win in reward standard deviations, its weight in wins) as a prior:
+        this action's margins shrunk towards `pooled` (all actions' of its kind) by
+        `GAIN_SHRINK` wins, worth ``min(strength, gained + GAIN_SHRINK)`` wins."""
+        mean = (self.gain + GAIN_SHRINK * pooled) / (self.gained + GAIN_SHRINK)
+        return mean, max(1.0, min(strength, self.gained + GAIN_SHRINK))
 
 
 @dataclass(frozen=True, slots=True)
 class GammaParams:
-    """A Gamma(shape, rate) belief about a fresh writer's strength (wins / expected), and the
+    """A Gamma(shape, rate) belief about a fresh writer's strength `lambda`, and the
     mean margin of its wins (`gain`, in reward standard deviations, worth `gain_weight` wins)."""
 
     shape: float
@@ -175,19 +184,17 @@ class Prior:
     def fresh_belief(self, agent: str, *, strength: float) -> GammaParams:
         """Gamma belief about `agent`'s strength as a fresh writer, before a prompt's evidence.
 
-        Cold: Gamma(1, 1) (mean 1: as likely as anyone to write a new best). With evidence, the
-        cross-prompt strength ``(wins + 1) / (expected + 1)`` as ``max(1, min(strength, plays))``
-        pseudo-plays, each worth the average expected win of a play (so a prompt's own plays
-        weigh the same per play).
+        Cold: Gamma(1, 1) (mean 1: as good as the pool). With evidence, the cross-prompt strength
+        ``(plays + 1) / (log_rank + 1)`` (shrunk towards 1) as ``max(1, min(strength, plays))``
+        pseudo-observations, each worth one of the prompt's own fresh answers.
         """
         counts = self.fresh.get(agent, ArmCounts())
-        if counts.plays <= 0 or counts.expected <= 0:
-            return GammaParams(1.0, 1.0, COLD_GAIN, 1.0)
+        gain, gain_weight = _total(self.fresh).mean_gain(strength=strength, pooled=COLD_GAIN)
+        if counts.plays <= 0:
+            return GammaParams(1.0, 1.0, gain, gain_weight)
         n_eff = max(1.0, min(strength, counts.plays))
-        mean = (counts.wins + 1.0) / (counts.expected + 1.0)
-        weight = n_eff * counts.expected / counts.plays
-        gain, gain_weight = counts.mean_gain(strength=strength, cold=COLD_GAIN)
-        return GammaParams(weight * mean, weight, gain, gain_weight)
+        mean = (counts.plays + 1.0) / (counts.log_rank + 1.0)
+        return GammaParams(n_eff, n_eff / mean, gain, gain_weight)
 
     def refine_belief(self, refiner: str, parent_agent: str, *, strength: float) -> BetaParams:
         """Beta belief that `refiner` beats a response of `parent_agent`, before a prompt's own.
@@ -197,15 +204,16 @@ class Prior:
         pseudo-plays.
         """
         overall = self.refine.get(refiner, ArmCounts())
+        pooled = _pooled(self.refine)
         if overall.plays <= 0:
-            return BetaParams(1.0, 1.0, COLD_GAIN, 1.0)
+            return BetaParams(1.0, 1.0, *overall.mean_gain(strength=strength, pooled=pooled))
         rate = (overall.wins + 1.0) / (overall.plays + 2.0)
         pair = self.pairs.get((refiner, parent_agent), ArmCounts())
         if pair.plays > 0:
             rate = (pair.wins + PAIR_SHRINK * rate) / (pair.plays + PAIR_SHRINK)
         n_eff = max(2.0, min(strength, overall.plays))
         gain, gain_weight = (pair if pair.gained > 0 else overall).mean_gain(
-            strength=strength, cold=COLD_GAIN
+            strength=strength, pooled=pooled
         )
         return BetaParams(n_eff * rate, n_eff * (1.0 - rate), gain, gain_weight)
 
@@ -312,27 +320,35 @@ def evidence_from_tree(tree: SearchTree) -> Prior:
     fresh: dict[str, ArmCounts] = {}
     refine: dict[str, ArmCounts] = {}
     pairs: dict[tuple[str, str], ArmCounts] = {}
-    spread = reward_spread([n.reward for n in tree.nodes if n.reward is not None])
+    scored = [n for n in tree.nodes if n.kind == "response" and n.reward is not None]
+    spread = reward_spread([n.reward for n in scored if n.reward is not None])
+    pool = sorted(n.reward for n in scored if n.action == "fresh" and n.reward is not None)
     best: float | None = None
-    seen = 0
-    for node in tree.nodes:
-        if node.kind != "response" or node.reward is None:
-            continue
+    for node in scored:
         reward = node.reward
-        if node.action == "fresh" and best is not None:
-            fresh[node.agent] = fresh.get(node.agent, ArmCounts()) + _outcome(
-                reward, best, spread, expected=1.0 / (seen + 1)
+        assert reward is not None
+        if node.action == "fresh" and len(pool) >= 2:
+            one = _outcome(reward, best, spread)
+            u = percentile(reward, pool)
+            fresh[node.agent] = fresh.get(node.agent, ArmCounts()) + ArmCounts(
+                1.0, one.wins, -math.log(u), one.gained, one.gain
             )
         elif node.action == "refine" and len(node.parents) == 1:
             parent = tree.node(node.parents[0])
             if parent.reward is not None and parent.id != ROOT_ID:
-                one = _outcome(reward, parent.reward, spread, expected=0.0)
+                one = _outcome(reward, parent.reward, spread)
                 refine[node.agent] = refine.get(node.agent, ArmCounts()) + one
                 key = (node.agent, parent.agent)
                 pairs[key] = pairs.get(key, ArmCounts()) + one
         best = reward if best is None else max(best, reward)
-        seen += 1
     return Prior(tree.agents, 1, fresh, refine, pairs)
+
+
+def percentile(value: float, pool: Sequence[float]) -> float:
+    """Mid-rank percentile of `value` in the sorted `pool` (which holds it), in (0, 1)."""
+    below = bisect.bisect_left(pool, value)
+    equal = bisect.bisect_right(pool, value) - below
+    return (below + 0.5 * equal) / len(pool)
 
 
 def reward_spread(rewards: Sequence[float]) -> float | None:
@@ -343,12 +359,28 @@ def reward_spread(rewards: Sequence[float]) -> float | None:
     return spread if spread > 0 and math.isfinite(spread) else None
 
 
-def _outcome(reward: float, bar: float, spread: float | None, *, expected: float) -> ArmCounts:
-    if reward <= bar:
-        return ArmCounts(1.0, 0.0, expected)
+def _outcome(reward: float, bar: float | None, spread: float | None) -> ArmCounts:
+    """One play that had to beat `bar` (None: nothing to beat, no win)."""
+    if bar is None or reward <= bar:
+        return ArmCounts(1.0, 0.0)
     if spread is None:
-        return ArmCounts(1.0, 1.0, expected)
-    return ArmCounts(1.0, 1.0, expected, 1.0, (reward - bar) / spread)
+        return ArmCounts(1.0, 1.0)
+    return ArmCounts(1.0, 1.0, 0.0, 1.0, (reward - bar) / spread)
+
+
+def _total(counts: Mapping[Any, ArmCounts]) -> ArmCounts:
+    total = ArmCounts()
+    for key in sorted(counts):  # a fixed order: the same sum from memory and from JSON
+        total = total + counts[key]
+    return total
+
+
+def _pooled(counts: Mapping[Any, ArmCounts]) -> float:
+    """Mean margin of a win over every action of one kind; `COLD_GAIN` with no margins yet."""
+    total = _total(counts)
+    if total.gained <= 0:
+        return COLD_GAIN
+    return (total.gain + COLD_GAIN) / (total.gained + 1.0)
 
 
 def _sum(left: Mapping[Any, ArmCounts], right: Mapping[Any, ArmCounts]) -> dict[Any, ArmCounts]:

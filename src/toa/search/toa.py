@@ -81,7 +81,7 @@ class TOAConfig:
     """
 
     rule: Rule = "bayes"
-    prior_strength: float = 8.0
+    prior_strength: float = 16.0
     alpha: float = 0.1
     width: int | None = None
     width_fraction: float = 1 / 3

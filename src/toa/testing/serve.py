@@ -40,7 +40,7 @@ def build_world(
     """The named world, with its agents named as a configuration names them.
 
     Args:
-        world_name: 'helps', 'hurts' or 'dominant'.
+        world_name: 'helps', 'hurts', 'dominant' or 'specialists'.
         agents: agent names (a sequence, or one comma-separated string); None or empty keeps the
             world's own agents. A name the world has keeps its profile; the k-th other name
             (k = 0, 1, ...) takes the profile of the world's agent number k modulo the number of
@@ -148,7 +148,7 @@ def serve(
     Args:
         port: TCP port; 0 picks a free one.
         host: interface to listen on.
-        world_name: 'helps', 'hurts' or 'dominant'.
+        world_name: 'helps', 'hurts', 'dominant' or 'specialists'.
         agents: agent names, see `build_world`.
         judges: judge agent names, see `build_world`.
         latency_ms: delay per request, in milliseconds (fixed, or ``(lo, hi)``).

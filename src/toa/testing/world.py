@@ -26,7 +26,7 @@ Dynamics (these are what search tests and benchmarks rely on; change them only o
   counts how many times it has seen that exact request, so repeated identical requests give
   different samples while a seeded replay gives the same ones.
 
-The three named worlds (three agents ``agent_a``, ``agent_b``, ``agent_c``; three families):
+The named worlds (three agents ``agent_a``, ``agent_b``, ``agent_c``; three families):
 
 * ``helps`` (default): refinement helps; the best fresh agent differs by family
   (a in family 0, b in family 1, c in family 2; c is best on average, a worst); a is the best
@@ -34,6 +34,10 @@ The three named worlds (three agents ``agent_a``, ``agent_b``, ``agent_c``; thre
 * ``hurts``: same fresh answers, but every rewrite (refinement or aggregation) is on average
   worse than its (best) parent.
 * ``dominant``: ``agent_c`` is best fresh and best at refining in every family.
+* ``specialists``: each agent is the best writer and the only good refiner on its own family
+  (a on 0, b on 1, c on 2) and poor on the others, where its rewrites hurt a little. On average
+  the agents are alike, so neither one agent nor a prior over all prompts is enough: a search
+  wins only by finding, per prompt, whose family it is.
 
 Judges. An agent whose profile has ``judge=True`` (`judge_profile`; `toa.testing.build_world`'s
 ``judges`` makes them) grades instead of answering, with
@@ -216,7 +220,7 @@ class World:
 
     @classmethod
     def named(cls, name: str, *, seed: int = 0) -> World:
-        """One of the documented worlds: 'helps', 'hurts' or 'dominant'."""
+        """One of the documented worlds: 'helps', 'hurts', 'dominant' or 'specialists'."""
         try:
             agents = _NAMED_WORLDS[name]
         except KeyError:
@@ -309,6 +313,18 @@ _NAMED_WORLDS: dict[str, tuple[AgentProfile, ...]] = {
             "agent_c": (-0.14, -0.16, -0.06),
         },
         aggregate_gain=-0.10,
+    ),
+    "specialists": _profiles(
+        {
+            "agent_a": (0.60, 0.30, 0.32),
+            "agent_b": (0.32, 0.60, 0.30),
+            "agent_c": (0.30, 0.32, 0.60),
+        },
+        {
+            "agent_a": (0.25, -0.05, -0.05),
+            "agent_b": (-0.05, 0.25, -0.05),
+            "agent_c": (-0.05, -0.05, 0.25),
+        },
     ),
     "dominant": _profiles(
         {
