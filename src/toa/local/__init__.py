@@ -12,8 +12,9 @@ metadata, assembled and sha256-checked, never imported); each model gets its own
     stop_servers()
 
 The functions are synchronous; from async code use ``await asyncio.to_thread(start_servers)``.
-`toa models list|up|down` is the command-line face of `model_status`, `start_servers` and
-`stop_servers`.
+`toa models list|up|down|config` is the command-line face of `model_status`, `start_servers`,
+`stop_servers` and `config_yaml(config_sections(running_servers()))`; `DEFAULT_JUDGE` is the
+bundled judge (served with log-probabilities, the label-free `judge` reward).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from toa.local.errors import (
 from toa.local.paths import cache_dir, state_dir
 from toa.local.registry import (
     BUNDLED_MODELS,
+    DEFAULT_JUDGE,
     DEFAULT_MODELS,
     GEMMA_MATH_STOP,
     GEMMA_MATH_TEMPLATE,
@@ -40,6 +42,7 @@ from toa.local.registry import (
     resolve_models,
     user_model,
 )
+from toa.local.runconfig import config_sections, config_yaml, running_servers
 from toa.local.servers import start_servers, stop_servers
 from toa.local.specs import agent_specs
 from toa.local.state import ServerInfo, ServerState
@@ -47,6 +50,7 @@ from toa.local.status import HashState, ModelStatus, model_status
 
 __all__ = [
     "BUNDLED_MODELS",
+    "DEFAULT_JUDGE",
     "DEFAULT_MODELS",
     "GEMMA_MATH_STOP",
     "GEMMA_MATH_TEMPLATE",
@@ -65,12 +69,15 @@ __all__ = [
     "ServerState",
     "agent_specs",
     "cache_dir",
+    "config_sections",
+    "config_yaml",
     "ensure_model",
     "ensure_models",
     "get_model",
     "model_status",
     "pip_requirements",
     "resolve_models",
+    "running_servers",
     "start_servers",
     "state_dir",
     "stop_servers",

@@ -21,6 +21,7 @@ from toa.errors import ConfigError
 
 __all__ = [
     "BUNDLED_MODELS",
+    "DEFAULT_JUDGE",
     "DEFAULT_MODELS",
     "GEMMA_MATH_STOP",
     "GEMMA_MATH_TEMPLATE",
@@ -267,6 +268,10 @@ BUNDLED_MODELS: dict[str, ModelEntry] = {
 
 DEFAULT_MODELS: tuple[str, ...] = ("smollm2-135m", "qwen2.5-coder-0.5b", "gemma3-270m")
 """The three agents of `toa demo`: three families, installed by `make demo`."""
+
+DEFAULT_JUDGE = "qwen2.5-coder-1.5b"
+"""The bundled judge: served with log-probabilities (`ModelEntry.logprobs`), it grades answers by
+P(yes) as the label-free `judge` reward (`toa models up --judge`, `toa models config`)."""
 
 
 ModelRef = str | ModelEntry

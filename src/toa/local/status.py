@@ -56,6 +56,7 @@ class ModelStatus:
         pid: the server's process id when one is recorded.
         base_url: the server's API root when one is recorded.
         log_path: the server's log when one is recorded.
+        logprobs: whether the recorded server serves log-probabilities (None when unknown).
     """
 
     name: str
@@ -74,6 +75,7 @@ class ModelStatus:
     pid: int | None = None
     base_url: str | None = None
     log_path: Path | None = None
+    logprobs: bool | None = None
 
 
 def _parts_state(entry: ModelEntry, locator: PackageLocator | None) -> HashState | None:
@@ -144,6 +146,7 @@ def model_status(
                 pid=info.pid if info else None,
                 base_url=info.base_url if info else None,
                 log_path=info.log_path if info else None,
+                logprobs=info.logprobs if info else None,
             )
         )
     return rows
