@@ -213,3 +213,88 @@ def test_cli_config_error_exit_code_2(tmp_path: Path, keep_logging: None) -> Non
     assert "agents.0.mode" in result.output
     assert f"{path}:5" in result.output
     assert not (tmp_path / "run").exists()
+
+
+def _with_strategy(tmp_path: Path, strategy: str) -> Path:
+    text = GOOD.replace("strategy:\n  name: toa\n  budget: 8\n", strategy)
+    return write(tmp_path, text)
+
+
+def test_toa_rule_and_prior_settings(tmp_path: Path) -> None:
+    default = load_config(write(tmp_path, GOOD))
+    assert default.strategy.config.rule == "bayes"  # type: ignore[attr-defined]
+    assert (default.prior_source, default.prior) == ("online", None)
+    # a configuration written for the paper's UCB keeps its meaning
+    old = load_config(_with_strategy(tmp_path, "strategy:\n  name: toa\n  alpha: 0.2\n"))
+    assert old.strategy.config.rule == "ucb"  # type: ignore[attr-defined]
+    assert old.prior_source == "none"
+    preset = load_config(_with_strategy(tmp_path, "strategy:\n  name: toa\n  preset: math\n"))
+    assert (preset.strategy.config.rule, preset.prior_source) == ("ucb", "none")  # type: ignore[attr-defined]
+    strong = load_config(
+        _with_strategy(tmp_path, "strategy:\n  name: toa\n  prior: {strength: 3}\n")
+    )
+    assert strong.strategy.config.prior_strength == 3  # type: ignore[attr-defined]
+    none = load_config(
+        _with_strategy(tmp_path, "strategy:\n  name: toa\n  prior: {source: none}\n")
+    )
+    assert none.prior_source == "none"
+    baseline = load_config(_with_strategy(tmp_path, "strategy:\n  name: ensemble\n"))
+    assert baseline.prior_source == "none"
+
+
+@pytest.mark.parametrize(
+    ("strategy", "message"),
+    [
+        (
+            "strategy:\n  name: toa\n  rule: bayes\n  alpha: 0.2\n",
+            r"config\.yaml:\d+: strategy\.alpha: applies to TOA's rule 'ucb' .* use `rule: ucb`",
+        ),
+        (
+            "strategy:\n  name: toa\n  preset: wmt\n  rule: bayes\n",
+            r"strategy\.rule: the paper preset 'wmt' uses the paper's rule 'ucb'",
+        ),
+        (
+            "strategy:\n  name: toa\n  preset: wmt\n  prior: {source: online}\n",
+            r"strategy\.prior: cross-prompt priors need TOA's rule 'bayes'.*preset 'wmt'",
+        ),
+        (
+            "strategy:\n  name: toa\n  prior: {source: file}\n",
+            r"config\.yaml:\d+: strategy\.prior: source 'file' needs `path: priors\.json`",
+        ),
+        (
+            "strategy:\n  name: toa\n  prior: {source: online, path: p.json}\n",
+            r"strategy\.prior\.path: only used with `source: file`",
+        ),
+        (
+            "strategy:\n  name: ensemble\n  prior: {source: none}\n",
+            r"strategy\.prior: not a setting of strategy 'ensemble'",
+        ),
+        (
+            "strategy:\n  name: toa\n  prior: {source: file, path: missing.json}\n",
+            r"missing\.json: prior file not found; write one with `toa priors RUN_DIR",
+        ),
+    ],
+)
+def test_rule_and_prior_errors_name_the_field(tmp_path: Path, strategy: str, message: str) -> None:
+    assert re.search(message, error_of(_with_strategy(tmp_path, strategy))), error_of(
+        _with_strategy(tmp_path, strategy)
+    )
+
+
+def test_a_prior_file_is_read_relative_to_the_config_and_checked_before_any_call(
+    tmp_path: Path,
+) -> None:
+    from toa.search.priors import ArmCounts, Prior
+
+    prior = Prior(("qwen", "llama"), 4, fresh={"llama": ArmCounts(6, 2, 4.5)})
+    (tmp_path / "priors.json").write_text(prior.to_json(), encoding="utf-8")
+    strategy = "strategy:\n  name: toa\n  prior: {source: file, path: priors.json}\n"
+    settings = load_config(_with_strategy(tmp_path, strategy))
+    assert settings.prior_source == "file"
+    assert settings.prior is not None
+    assert settings.prior.to_json() == prior.to_json()
+    other = Prior(("qwen", "mistral"), 1)
+    (tmp_path / "priors.json").write_text(other.to_json(), encoding="utf-8")
+    message = error_of(_with_strategy(tmp_path, strategy))
+    assert "priors.json: the prior is about agents ['qwen', 'mistral']" in message
+    assert "missing: ['llama']" in message
