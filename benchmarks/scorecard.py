@@ -59,7 +59,7 @@ from toa.testing.world import World
 from toa.types import Prompt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import peers  # noqa: E402  (benchmarks/ is not a package)
+import peers  # benchmarks/ is not a package: found through sys.path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "out" / "scorecard"
