@@ -6,7 +6,10 @@ Run:  .venv/bin/python benchmarks/scorecard.py [--part sim|real|all] [--prompts 
 Simulated part (issue 10). Worlds `helps`, `hurts`, `dominant` and `specialists` of
 `toa.testing.world` (fixed in advance, not changed here), three agents, the in-memory
 `SimulatedContext` (reward = the hidden quality in [0, 1]), budgets N = 8, 16, 32, 64 generations
-per prompt, 200 evaluation prompts (balanced families, seed 0).
+per prompt, 200 evaluation prompts (balanced families, seed 0). Common random numbers
+(``sample_key="request"``): the k-th identical request of a prompt draws the same sample in every
+row, as the engine's per-request seeds make real servers do, so rows differ by what they ask,
+not by sampling luck.
 
 Rows:
 * toa: the library's default (`TOAConfig()`: rule 'bayes') with the online prior, exactly what
@@ -27,7 +30,27 @@ the library defaults. Goals: TOA (row toa) >= every other row in every cell (wit
 at B, for B = 32, 64.
 
 Resumable: each finished cell is kept in OUT/sim.json; running again computes only what is
-missing (delete the file to start over). Ends with ``RESULT scorecard ...``.
+missing (delete the file to start over).
+
+Real part (``--part real``). The three bundled local models (`toa.local`: SmolLM2-135M chat,
+Qwen2.5-Coder-0.5B chat, Gemma-3-270M base), one llama.cpp server each, temperature 0.7,
+``--max-tokens`` (default 256), templates task 'math', seed 0. GSM8K test rows that no other
+benchmark here uses: rows 200-219 are the calibration slice (never evaluated), rows 220 and up
+the evaluated problems (``--problems``, default 10). The single agent of random/prs is the agent
+whose fresh answers were right most often on the calibration slice (ensemble, 2 per agent,
+`verify`), chosen once and kept in OUT/real/single_agent.json. Two rewards steer the search:
+``verify`` (an oracle: it knows the gold answer) and ``judge`` (label-free: the bundled
+Qwen2.5-Coder-1.5B judge, P(yes), which never sees the gold answer; needs ``make
+install-judge``). Accuracy is always judged afterwards against the gold answer: is the answer
+each run chose (its best response) right. Every (reward, strategy, budget) cell is a run
+directory OUT/real/<reward>/<strategy>_b<budget>; all share one generation cache
+(OUT/real/generations.sqlite), so a request made by any cell (same agent, messages, sampling and
+sample index) is paid once, whichever reward steered it, and a rerun sends nothing. Cells run
+verify first, cheapest budget first. ``--time-limit-s``, Ctrl-C and SIGTERM stop cleanly; run
+again to continue. Goals: TOA's accuracy >= every baseline's at budgets 8 and 16 with both
+rewards, within one problem.
+
+Ends with ``RESULT scorecard ...`` (simulated part) and ``RESULT scorecard_real ...``.
 """
 
 from __future__ import annotations
@@ -35,6 +58,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import signal
 import statistics
 import sys
 import time
@@ -73,7 +97,7 @@ TOLERANCE = 0.005
 
 async def choose_single_agent(world: World, seed: int) -> str:
     """The agent with the best mean fresh reward on calibration prompts (never evaluated)."""
-    ctx = SimulatedContext(world)
+    ctx = SimulatedContext(world, sample_key="request")
     prompts = simulated_prompts(CALIBRATION_PROMPTS, seed=seed + 10_000)
     means = {}
     for agent in ctx.agents:
@@ -110,7 +134,7 @@ async def measure(
     strategy: Strategy, learns: bool, world: World, prompts: list[Prompt], budget: int, seed: int
 ) -> float:
     """Mean best reward of one row at one budget (prompts one after another)."""
-    ctx = SimulatedContext(world)
+    ctx = SimulatedContext(world, sample_key="request")
     prior = Prior.empty(ctx.agents) if learns else None
     best = []
     for prompt in prompts:
@@ -223,23 +247,233 @@ def result_line(data: dict[str, Any], met: list[tuple[str, bool]], wall_s: float
     return "RESULT scorecard " + " ".join(parts)
 
 
-async def main() -> None:
+# ------------------------------------------------------------------------------ real models
+
+GSM8K = ROOT.parent / "shared" / "data" / "gsm8k" / "test.jsonl"
+CALIBRATION_ROWS = (200, 220)
+EVAL_FIRST_ROW = 220
+REAL_STRATEGIES = ("toa", "random", "prs", "ensemble", "seq-refine", "moa")
+SINGLE = ("random", "prs")
+REWARDS = ("verify", "judge")
+
+
+def _slice(source: Path, start: int, stop: int, target: Path) -> Path:
+    lines = source.read_text(encoding="utf-8").splitlines()[start:stop]
+    text = "".join(line + "\n" for line in lines)
+    if not target.exists() or target.read_text(encoding="utf-8") != text:
+        target.write_text(text, encoding="utf-8")
+    return target
+
+
+def _real_settings(
+    sections: dict[str, Any], reward: str, strategy: dict[str, Any], out: Path, max_tokens: int
+) -> Any:
+    from toa.config import parse_config
+
+    agents = [
+        {**a, "sampling": {**a.get("sampling", {}), "max_tokens": max_tokens, "temperature": 0.7}}
+        for a in sections["agents"]
+    ]
+    return parse_config(
+        {
+            "agents": agents,
+            "reward": {"type": "verify", "mode": "gsm8k"}
+            if reward == "verify"
+            else sections["reward"],
+            "strategy": strategy,
+            "templates": {"task": "math"},
+            "runner": {"prompts_in_flight": 6, "cache": str(out / "generations.sqlite")},
+            "seed": 0,
+        },
+        source=f"scorecard {reward} {strategy['name']} b{strategy['budget']}",
+    )
+
+
+async def _correct(result: dict[str, Any]) -> bool:
+    """Is the answer a run chose right, by the gold answer (whatever reward steered it)?"""
+    from toa.rewards.verify import VerifyReward
+
+    best = result.get("best")
+    if not best or best.get("response") is None:
+        return False
+    prompt = Prompt.from_text(result["id"], result["prompt"], **result.get("extra", {}))
+    (score,) = await VerifyReward(mode="gsm8k").score(prompt, [best["response"]])
+    return score == 1.0
+
+
+async def _cell_row(run_dir: Path) -> dict[str, Any]:
+    row: dict[str, Any] = {"done": 0, "correct": 0, "calls": 0, "tokens": 0, "flops": 0.0}
+    row.update({"reward_calls": 0, "cached": 0, "wall_s": 0.0})
+    path = run_dir / "results.jsonl"
+    if not path.exists():
+        return row
+    for line in path.read_text(encoding="utf-8").splitlines():
+        result = json.loads(line)
+        if result["status"] != "done":
+            continue
+        c = result["compute"]
+        row["done"] += 1
+        row["correct"] += await _correct(result)
+        row["calls"] += c["calls"]
+        row["tokens"] += c["prompt_tokens"] + c["completion_tokens"]
+        row["flops"] += c["flops"]
+        row["reward_calls"] += c["reward_calls"]
+        row["cached"] += c.get("cached_calls", 0)
+        row["wall_s"] += c["wall_s"]
+    return row
+
+
+async def real(args: argparse.Namespace) -> int:
+    """The real-model part (module docstring); returns the exit code."""
+    from toa.engine.runner import run
+    from toa.errors import TOAError
+
+    if not GSM8K.is_file():
+        print(f"SKIP scorecard real: {GSM8K} is absent")
+        return 0
+    try:
+        from toa.local import DEFAULT_JUDGE, DEFAULT_MODELS, config_sections, start_servers
+
+        models = [*DEFAULT_MODELS, *([DEFAULT_JUDGE] if "judge" in args.rewards else [])]
+        servers = await asyncio.to_thread(start_servers, models)
+        sections = config_sections(servers, judge="judge" in args.rewards)
+    except (ImportError, TOAError) as exc:
+        print(f"SKIP scorecard real: the local models cannot run here: {exc}")
+        return 0
+    out = args.out / "real"
+    out.mkdir(parents=True, exist_ok=True)
+    calibration = _slice(GSM8K, *CALIBRATION_ROWS, out / "calibration.jsonl")
+    evaluation = _slice(GSM8K, EVAL_FIRST_ROW, EVAL_FIRST_ROW + args.problems, out / "eval.jsonl")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if args.time_limit_s is not None:
+        loop.call_later(args.time_limit_s, stop.set)
+
+    choice = out / "single_agent.json"
+    if not choice.exists():
+        settings = _real_settings(
+            sections, "verify", {"name": "ensemble", "budget": 6}, out, args.max_tokens
+        )
+        report = await run(settings, input_path=calibration, run_dir=out / "calibration", stop=stop)
+        if report.interrupted:
+            return 130
+        right: dict[str, list[int]] = {}
+        for line in (out / "calibration" / "results.jsonl").read_text().splitlines():
+            for sample in json.loads(line)["samples"]:
+                hits = right.setdefault(sample["agent"], [0, 0])
+                hits[0] += sample["reward"] == 1.0
+                hits[1] += 1
+        agent = max(right, key=lambda a: right[a][0] / right[a][1])
+        why = ", ".join(f"{a} {h[0]}/{h[1]}" for a, h in right.items())
+        choice.write_text(json.dumps({"agent": agent, "why": why}) + "\n", encoding="utf-8")
+    single = json.loads(choice.read_text(encoding="utf-8"))
+    print(
+        f"single agent for random/prs: {single['agent']} (right fresh answers on the "
+        f"calibration slice: {single['why']})",
+        flush=True,
+    )
+
+    cells = [
+        (reward, name, budget)
+        for reward in args.rewards
+        for budget in args.budgets
+        for name in args.strategies
+    ]
+    for reward, name, budget in cells:
+        if stop.is_set():
+            break
+        strategy: dict[str, Any] = {"name": name, "budget": budget}
+        if name in SINGLE:
+            strategy["agent"] = single["agent"]
+        settings = _real_settings(sections, reward, strategy, out, args.max_tokens)
+        started = time.perf_counter()
+        report = await run(
+            settings, input_path=evaluation, run_dir=out / reward / f"{name}_b{budget}", stop=stop
+        )
+        print(
+            f"[{reward} {name} b{budget}] {report.finished} run now, {report.already_done} "
+            f"already done, {time.perf_counter() - started:.0f} s",
+            flush=True,
+        )
+    table_rows = {
+        (reward, name, budget): await _cell_row(out / reward / f"{name}_b{budget}")
+        for reward, name, budget in cells
+    }
+    print_real(table_rows, args.problems, single["agent"])
+    return 130 if stop.is_set() else 0
+
+
+def print_real(rows: dict[tuple[str, str, int], dict[str, Any]], problems: int, agent: str) -> None:
+    print(
+        f"\nreal models, GSM8K rows {EVAL_FIRST_ROW}-{EVAL_FIRST_ROW + problems - 1}; "
+        f"random/prs agent {agent}; accuracy = the chosen answer is right (gold answer)"
+    )
+    print(
+        f"{'reward':<7} {'cell':<14} {'done':>6} {'acc':>6} {'calls/p':>8} {'tokens/p':>9} "
+        f"{'FLOPs/p':>9} {'rewards/p':>9} {'cached':>7}"
+    )
+    fields = [f"problems={problems}"]
+    for (reward, name, budget), r in rows.items():
+        n = r["done"] or 1
+        acc = r["correct"] / r["done"] if r["done"] else float("nan")
+        print(
+            f"{reward:<7} {name + '_b' + str(budget):<14} {r['done']:>3}/{problems:<2} "
+            f"{acc:>6.3f} {r['calls'] / n:>8.2f} {r['tokens'] / n:>9.0f} "
+            f"{r['flops'] / n:>9.3g} {r['reward_calls'] / n:>9.2f} {r['cached']:>7}"
+        )
+        fields.append(f"{reward}_{name.replace('-', '_')}_b{budget}_acc={acc:.3f}")
+    print()
+    for reward in REWARDS:
+        for budget in (8, 16):
+            cells = {n: r for (rw, n, b), r in rows.items() if rw == reward and b == budget}
+            if "toa" not in cells or not all(r["done"] == problems for r in cells.values()):
+                continue
+            best = max((n for n in cells if n != "toa"), key=lambda n: cells[n]["correct"])
+            toa, other = cells["toa"]["correct"], cells[best]["correct"]
+            ok = toa >= other - 1
+            print(
+                f"{'PASS' if ok else 'FAIL'} {reward} b{budget}: toa {toa}/{problems} right, "
+                f"best baseline {best} {other}/{problems} (goal: within one problem)"
+            )
+            fields.append(f"{reward}_b{budget}_toa_minus_best={toa - other}")
+    print("RESULT scorecard_real " + " ".join(fields))
+
+
+async def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=("sim", "real", "all"), default="sim")
-    parser.add_argument("--prompts", type=int, default=200)
+    parser.add_argument("--prompts", type=int, default=200, help="simulated prompts")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--problems", type=int, default=10, help="real: evaluated GSM8K rows")
+    parser.add_argument("--budgets", default="4,8,16", help="real: comma-separated budgets")
+    parser.add_argument("--rewards", default="verify,judge", help="real: verify and/or judge")
+    parser.add_argument("--strategies", default=",".join(REAL_STRATEGIES), help="real")
+    parser.add_argument("--max-tokens", type=int, default=256, help="real: per generation")
+    parser.add_argument("--time-limit-s", type=float, default=None, help="real: stop after")
     args = parser.parse_args()
+    args.budgets = [int(b) for b in args.budgets.split(",")]
+    args.rewards = [r for r in args.rewards.split(",") if r]
+    args.strategies = [x for x in args.strategies.split(",") if x]
+    if set(args.rewards) - set(REWARDS) or set(args.strategies) - set(REAL_STRATEGIES):
+        parser.error(f"rewards: {list(REWARDS)}; strategies: {list(REAL_STRATEGIES)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    data = await simulated(args.out, args.prompts, args.seed)
-    print_tables(data)
-    met = goals(data)
-    print()
-    for text, ok in met:
-        print(f"{'PASS' if ok else 'FAIL'} {text}")
-    print(result_line(data, met, time.perf_counter() - started))
+    code = 0
+    if args.part in ("sim", "all"):
+        started = time.perf_counter()
+        data = await simulated(args.out, args.prompts, args.seed)
+        print_tables(data)
+        met = goals(data)
+        print()
+        for text, ok in met:
+            print(f"{'PASS' if ok else 'FAIL'} {text}")
+        print(result_line(data, met, time.perf_counter() - started))
+    if args.part in ("real", "all"):
+        code = await real(args)
+    return code
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    sys.exit(asyncio.run(main()))

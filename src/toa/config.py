@@ -180,6 +180,7 @@ class StrategyConfig(_Model):
     # toa
     rule: Literal["bayes", "ucb"] | None = None
     prior: PriorConfig | None = None
+    aggregate: bool | None = None
     alpha: float | None = Field(None, ge=0)
     width: int | None = Field(None, ge=1)
     width_fraction: float | None = Field(None, gt=0, le=1)
@@ -250,7 +251,7 @@ _TOA_FIELDS = (
     "parallel_plays",
 )
 _SETTINGS_BY_STRATEGY: dict[str, tuple[str, ...]] = {
-    "toa": (*_TOA_FIELDS, "normalize", "preset", "rule", "prior"),
+    "toa": (*_TOA_FIELDS, "normalize", "preset", "rule", "prior", "aggregate"),
     "random": ("agent",),
     "prs": ("agent",),
     "ensemble": (),
@@ -465,6 +466,13 @@ def _check_rule(s: StrategyConfig) -> None:
                 f"strategy.{stray[0]}: applies to TOA's rule 'ucb' (the paper's UCB) only, and "
                 "the rule here is 'bayes'; use `rule: ucb` or remove it",
             )
+    if rule == "ucb" and s.aggregate is not None:
+        raise _FieldError(
+            ("strategy", "aggregate"),
+            "strategy.aggregate: applies to TOA's rule 'bayes' only; the rule here is 'ucb'"
+            + (f" (from preset {s.preset!r})" if s.preset else "")
+            + "; remove it",
+        )
     prior = s.prior
     if prior is None:
         return

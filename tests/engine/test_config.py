@@ -258,6 +258,10 @@ def test_toa_rule_and_prior_settings(tmp_path: Path) -> None:
             r"strategy\.prior: cross-prompt priors need TOA's rule 'bayes'.*preset 'wmt'",
         ),
         (
+            "strategy:\n  name: toa\n  rule: ucb\n  aggregate: false\n",
+            r"strategy\.aggregate: applies to TOA's rule 'bayes' only",
+        ),
+        (
             "strategy:\n  name: toa\n  prior: {source: file}\n",
             r"config\.yaml:\d+: strategy\.prior: source 'file' needs `path: priors\.json`",
         ),

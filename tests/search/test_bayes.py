@@ -66,7 +66,7 @@ async def test_refinements_refine_the_best_response_so_far(
         if node.action == "refine":
             assert node.parents == (best_id,)
             assert tree.node(node.parent).parent == best_id  # under the refine arm of the best
-        else:
+        elif node.action == "fresh":
             assert tree.node(node.parent).parent == 0  # fresh answers hang under the root
         if node.reward is not None and node.reward > best:
             best, best_id = node.reward, node.id
@@ -258,7 +258,8 @@ async def test_state_driven_by_hand_is_the_search(helps: World, parallel: int) -
     while not state.done:
         await run_play(state, ctx, state.start_play(ctx.is_available))
     assert state.tree.to_dict() == tree.to_dict()
-    assert set(state.beliefs()) == {f"{k}:{a}" for k in ("fresh", "refine") for a in AGENTS}
+    kinds = ("fresh", "refine", "aggregate")
+    assert set(state.beliefs()) == {f"{k}:{a}" for k in kinds for a in AGENTS}
 
 
 def test_rule_settings_are_checked() -> None:
@@ -270,6 +271,47 @@ def test_rule_settings_are_checked() -> None:
         TOAConfig(prior_strength=0)
     assert TOAConfig().rule == "bayes"
     assert set(TOAConfig().to_dict()) == {
-        "rule", "prior_strength", "normalisation", "parallel_plays"
+        "rule", "prior_strength", "aggregate", "normalisation", "parallel_plays"
     }  # fmt: skip
     assert "rule" not in TOAConfig(rule="ucb").to_dict()  # the paper rule's record is unchanged
+
+
+async def test_aggregate_merges_the_best_responses_and_can_be_switched_off() -> None:
+    world = World.named("specialists")
+    prompt = simulated_prompts(1)[0]
+    tree = await TOASearch().run(prompt, SimulatedContext(world), budget=30, seed=0)
+    check_tree(tree, budget=30)
+    merged = [n for n in tree.responses() if n.action == "aggregate"]
+    assert merged
+    for node in merged:
+        assert 2 <= len(node.parents) <= 3
+        arm = tree.node(node.parent)
+        assert (arm.action, arm.parent) == ("aggregate", node.parents[0])
+        # the parents were the best responses scored before it, best first
+        earlier = sorted(
+            (n for n in tree.scored() if n.id < node.id),
+            key=lambda n: (-(n.reward or 0.0), n.id),
+        )
+        assert list(node.parents) == [n.id for n in earlier[: len(node.parents)]]
+    off = await TOASearch(TOAConfig(aggregate=False)).run(
+        prompt, SimulatedContext(world), budget=30, seed=0
+    )
+    assert not [n for n in off.responses() if n.action == "aggregate"]
+    assert "aggregate:agent_a" not in BayesState(
+        prompt, AGENTS, config=TOAConfig(aggregate=False), budget=1, seed=0,
+        templates=Templates.for_task("instruction"), prior=None,
+    ).beliefs()  # fmt: skip
+
+
+async def test_a_prior_that_merging_hurts_keeps_merges_rare() -> None:
+    hurts = World.named("hurts")
+    prior = await _learn(hurts, 30, 12)
+    assert sum(c.plays for c in prior.aggregate.values()) > 0
+    merges = Counter[str]()
+    for prompt in simulated_prompts(20, seed=7):
+        for label, given in (("warm", prior), ("cold", None)):
+            ctx = SimulatedContext(hurts)
+            tree = await TOASearch().run(prompt, ctx, budget=12, seed=0, prior=given)
+            merges[label] += sum(1 for n in tree.responses() if n.action == "aggregate")
+    assert merges["warm"] < 0.2 * 20 * 12
+    assert merges["warm"] < 0.7 * merges["cold"]

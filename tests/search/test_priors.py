@@ -72,6 +72,21 @@ async def test_evidence_counts_follow_the_tree_in_node_order() -> None:
     assert pairs == sum(c.plays for c in evidence.refine.values())
 
 
+async def test_moa_merges_are_aggregate_evidence() -> None:
+    from toa.search import MixtureOfAgents
+
+    ctx = SimulatedContext(World.named("helps"))
+    tree = await MixtureOfAgents().run(simulated_prompts(1)[0], ctx, budget=9, seed=0)
+    evidence = evidence_from_tree(tree)
+    merges = [n for n in tree.scored() if n.action == "aggregate"]
+    assert merges
+    assert sum(c.plays for c in evidence.aggregate.values()) == len(merges)
+    wins = sum(
+        1 for n in merges if (n.reward or 0.0) > max(tree.node(i).reward or 0.0 for i in n.parents)
+    )
+    assert sum(c.wins for c in evidence.aggregate.values()) == wins
+
+
 async def test_failures_are_not_evidence() -> None:
     ctx = SimulatedContext(World.named("helps"), generate_failure_rate=0.5, score_failure_rate=0.2)
     tree = await ParallelEnsemble().run(simulated_prompts(1)[0], ctx, budget=12, seed=0)
@@ -137,6 +152,7 @@ priors = st.builds(
     st.dictionaries(agent, counts),
     st.dictionaries(agent, counts),
     st.dictionaries(st.tuples(agent, agent), counts),
+    st.dictionaries(agent, counts),
 )
 
 

@@ -75,3 +75,25 @@ def test_bad_settings(helps: World) -> None:
         SimulatedContext(helps, generate_failure_rate=1.5)
     with pytest.raises(KeyError, match="unknown agent"):
         SimulatedContext(helps, agents=["agent_x"])
+
+
+async def test_request_sample_keys_give_common_random_numbers_across_strategies() -> None:
+    from toa.search import ParallelEnsemble, RandomSampling, SingleAgentConfig
+
+    world = World.named("helps")
+    prompt = simulated_prompts(1)[0]
+    one = SimulatedContext(world, sample_key="request")
+    two = SimulatedContext(world, sample_key="request")
+    alone = await RandomSampling(SingleAgentConfig(agent="agent_b")).run(
+        prompt, one, budget=3, seed=0
+    )
+    mixed = await ParallelEnsemble().run(prompt, two, budget=9, seed=0)
+    texts = [n.text for n in alone.responses()]
+    assert texts == [n.text for n in mixed.responses() if n.agent == "agent_b"]
+    assert len(set(texts)) == 3  # repeated requests still draw different samples
+    by_node = await RandomSampling(SingleAgentConfig(agent="agent_b")).run(
+        prompt, SimulatedContext(world), budget=3, seed=0
+    )
+    assert [n.text for n in by_node.responses()] != texts  # the default keys by node id
+    with pytest.raises(ValueError, match="sample_key"):
+        SimulatedContext(world, sample_key="other")  # type: ignore[arg-type]

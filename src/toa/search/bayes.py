@@ -2,8 +2,9 @@
 
 A data-synthesis or best-of-N run keeps the best response of each tree, so the question every
 play asks is: which action is most likely to beat the best response so far, and by how much?
-The actions are "agent a writes fresh" (go wider) and "agent a refines the best response so far"
-(go deeper). Each has a posterior belief:
+The actions are "agent a writes fresh" (go wider), "agent a refines the best response so far"
+(go deeper) and, with `aggregate` on, "agent a merges the best responses so far into one"
+(MoA's aggregation, as one more move of the search). Each has a posterior belief:
 
 * fresh by a: a's answers sit at percentile u ~ Beta(lambda_a, 1) of the prompt's pool of fresh
   answers (lambda = 1: as good as the pool), with the strength lambda_a ~ Gamma (conjugate: each
@@ -13,6 +14,8 @@ The actions are "agent a writes fresh" (go wider) and "agent a refines the best 
   weak writers.
 * refine by a: the chance that a's rewrite of the best beats it, ~ Beta; a refinement that
   beats its parent is a win.
+* aggregate by a: the chance that a's merge of the `AGGREGATE_WIDTH` best responses beats the
+  best of them, ~ Beta (only once two responses are scored).
 * the margin of a win (in the prompt's reward standard deviations): the mean of the margins
   seen, from the prior's; an action's value is its chance times its margin (an expected gain
   over the best, so that frequent tiny gains do not crowd out rarer large ones).
@@ -45,14 +48,17 @@ from toa.errors import ConfigError, TOAError
 from toa.search._steps import record_score
 from toa.search.context import derive_rng
 from toa.search.priors import COLD_GAIN, Prior, percentile, reward_spread
-from toa.search.templates import Templates, fresh_messages, refine_messages
+from toa.search.templates import Templates, aggregate_messages, fresh_messages, refine_messages
 from toa.search.tree import ROOT_ID, SearchTree
 from toa.types import Prompt, Score
 
 if TYPE_CHECKING:
     from toa.search.toa import Play, TOAConfig
 
-__all__ = ["BayesState", "Belief", "Params"]
+__all__ = ["AGGREGATE_WIDTH", "BayesState", "Belief", "Kind", "Params"]
+
+AGGREGATE_WIDTH = 3
+"""How many of the best responses an aggregate action merges (at most; at least two)."""
 
 LOSS_LOG_RANK = math.log(4.0)
 """``-log u`` that a failed or in-flight fresh play adds: an answer at percentile 1/4."""
@@ -79,7 +85,7 @@ class Belief:
     margins sum to `gain`.
     """
 
-    kind: Literal["fresh", "refine"]
+    kind: Kind
     wins: float = 0.0
     trials: float = 0.0
     losses: float = 0.0
@@ -114,11 +120,14 @@ def fresh_chance(strength: float, best_at: float | None) -> float:
     return 1.0 - math.pow(best_at, strength)
 
 
+Kind = Literal["fresh", "refine", "aggregate"]
+
+
 @dataclass(slots=True)
 class _InFlight:
-    kind: Literal["fresh", "refine"]
+    kind: Kind
     agent: str
-    parent: int | None  # the refined response
+    parents: tuple[int, ...]  # the refined or merged responses
 
 
 class BayesState:
@@ -173,9 +182,13 @@ class BayesState:
         strength = config.prior_strength
         self._fresh = {a: Belief("fresh") for a in agents}
         self._refine = {a: Belief("refine") for a in agents}
+        self._aggregate = {a: Belief("aggregate") for a in agents}
         self._fresh_prior: dict[str, Params] = {}
         self._refine_prior: dict[tuple[str, str], Params] = {}
+        self._aggregate_prior: dict[str, Params] = {}
         for agent in agents:
+            m = self.prior.aggregate_belief(agent, strength=strength)
+            self._aggregate_prior[agent] = Params(m.a, m.b, m.gain, m.gain_weight)
             g = self.prior.fresh_belief(agent, strength=strength)
             self._fresh_prior[agent] = Params(g.shape, g.rate, g.gain, g.gain_weight)
             for parent in agents:
@@ -211,6 +224,10 @@ class BayesState:
             )
             a, b = belief.refine_params(prior)
             out[f"refine:{agent}"] = a / (a + b)
+        if self.config.aggregate:
+            for agent, belief in self._aggregate.items():
+                a, b = belief.refine_params(self._aggregate_prior[agent])
+                out[f"aggregate:{agent}"] = a / (a + b)
         return out
 
     def start_play(self, is_available: Callable[[str], bool]) -> Play:
@@ -224,7 +241,7 @@ class BayesState:
         usable = [a for a in agents if is_available(a)] or list(agents)
         best = self._best
         best_at = self._best_percentile()
-        choices: list[tuple[float, Literal["fresh", "refine"], str]] = []
+        choices: list[tuple[float, Kind, str]] = []
         for agent in usable:
             belief = self._fresh[agent]
             shape, rate = self._fresh_posterior(agent, belief)
@@ -243,20 +260,35 @@ class BayesState:
                 a, b = belief.refine_params(prior)
                 value = self.rng.betavariate(a, b) * belief.sample_gain(self.rng, prior)
                 choices.append((value, "refine", agent))
+        merged = self._to_merge()
+        if merged:
+            for agent in usable:
+                belief = self._aggregate[agent]
+                prior = self._aggregate_prior[agent]
+                a, b = belief.refine_params(prior)
+                value = self.rng.betavariate(a, b) * belief.sample_gain(self.rng, prior)
+                choices.append((value, "aggregate", agent))
         top = max(value for value, _, _ in choices)
         winners = [c for c in choices if c[0] == top]
         _, kind, agent = winners[0] if len(winners) == 1 else self.rng.choice(winners)
         if kind == "fresh":
             self._fresh[agent].pending += 1.0
             node_id = self.tree.add_response(self.tree.agent_child(ROOT_ID, agent, "fresh"))
-            self._in_flight[node_id] = _InFlight("fresh", agent, None)
+            self._in_flight[node_id] = _InFlight("fresh", agent, ())
             return Play(node_id, agent, fresh_messages(self.prompt, self.templates))
+        if kind == "aggregate":
+            self._aggregate[agent].pending += 1.0
+            arm = self.tree.agent_child(merged[0], agent, "aggregate")
+            node_id = self.tree.add_response(arm, parents=merged)
+            self._in_flight[node_id] = _InFlight("aggregate", agent, merged)
+            texts = [self.tree.node(i).text or "" for i in merged]
+            return Play(node_id, agent, aggregate_messages(self.prompt, texts, self.templates))
         assert best is not None
         self._refine[agent].pending += 1.0
         node_id = self.tree.add_response(
             self.tree.agent_child(best, agent, "refine"), parents=(best,)
         )
-        self._in_flight[node_id] = _InFlight("refine", agent, best)
+        self._in_flight[node_id] = _InFlight("refine", agent, (best,))
         text = self.tree.node(best).text or ""
         return Play(node_id, agent, refine_messages(self.prompt, text, self.templates))
 
@@ -264,7 +296,8 @@ class BayesState:
         """Record the play's score (None: the generation failed, already on the tree)."""
         flight = self._in_flight.pop(play.node_id)
         fresh = flight.kind == "fresh"
-        belief = self._fresh[flight.agent] if fresh else self._refine[flight.agent]
+        beliefs = {"fresh": self._fresh, "refine": self._refine, "aggregate": self._aggregate}
+        belief = beliefs[flight.kind][flight.agent]
         belief.pending -= 1.0
         if not fresh:
             belief.trials += 1.0
@@ -286,8 +319,8 @@ class BayesState:
             self._fresh_rewards[flight.agent].append(reward)
             bar = before
         else:
-            assert flight.parent is not None
-            bar = self.tree.node(flight.parent).reward
+            bars = [self.tree.node(i).reward for i in flight.parents]
+            bar = None if None in bars else max(b for b in bars if b is not None)
         if bar is not None and reward > bar:
             belief.wins += 1.0
             if spread is not None:
@@ -295,6 +328,14 @@ class BayesState:
                 belief.gain += (reward - bar) / spread
         if before is None or reward > before:
             self._best = play.node_id
+
+    def _to_merge(self) -> tuple[int, ...]:
+        """The responses an aggregate action would merge now: the best few with text (empty
+        when aggregation is off or fewer than two are scored)."""
+        if not self.config.aggregate:
+            return ()
+        ranked = [n.id for n in self.tree.ranked() if n.text is not None]
+        return tuple(ranked[:AGGREGATE_WIDTH]) if len(ranked) >= 2 else ()
 
     def _fresh_posterior(self, agent: str, belief: Belief) -> tuple[float, float]:
         rewards = self._fresh_rewards[agent]

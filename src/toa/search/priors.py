@@ -18,6 +18,8 @@ What is counted (rewards are only compared within one prompt):
   made them).
 * refine, per refiner and per (refiner, parent's agent): a refinement `wins` when its reward
   beats its parent's.
+* aggregate, per aggregator: a response that merges several earlier ones (MoA's aggregation,
+  TOA's 'aggregate' action) `wins` when it beats the best of them.
 * margins: for each win, by how much it beat what it had to beat, in units of the prompt's
   reward standard deviation (`gained` wins had a measurable margin, `gain` sums them).
 
@@ -155,6 +157,7 @@ class Prior:
         fresh: counts per agent writing fresh.
         refine: counts per refiner.
         pairs: counts per (refiner, agent of the refined response).
+        aggregate: counts per aggregator.
     """
 
     agents: tuple[str, ...]
@@ -162,6 +165,7 @@ class Prior:
     fresh: Mapping[str, ArmCounts] = field(default_factory=dict)
     refine: Mapping[str, ArmCounts] = field(default_factory=dict)
     pairs: Mapping[tuple[str, str], ArmCounts] = field(default_factory=dict)
+    aggregate: Mapping[str, ArmCounts] = field(default_factory=dict)
 
     @classmethod
     def empty(cls, agents: Iterable[str]) -> Prior:
@@ -179,6 +183,7 @@ class Prior:
             fresh=_sum(self.fresh, other.fresh),
             refine=_sum(self.refine, other.refine),
             pairs=_sum(self.pairs, other.pairs),
+            aggregate=_sum(self.aggregate, other.aggregate),
         )
 
     def fresh_belief(self, agent: str, *, strength: float) -> GammaParams:
@@ -217,6 +222,20 @@ class Prior:
         )
         return BetaParams(n_eff * rate, n_eff * (1.0 - rate), gain, gain_weight)
 
+    def aggregate_belief(self, agent: str, *, strength: float) -> BetaParams:
+        """Beta belief that `agent`'s merge of the best responses beats the best of them.
+
+        Cold: Beta(1, 1); with evidence the agent's rate as ``max(2, min(strength, plays))``
+        pseudo-plays, like `refine_belief` without pairs.
+        """
+        counts = self.aggregate.get(agent, ArmCounts())
+        gain = counts.mean_gain(strength=strength, pooled=_pooled(self.aggregate))
+        if counts.plays <= 0:
+            return BetaParams(1.0, 1.0, *gain)
+        rate = (counts.wins + 1.0) / (counts.plays + 2.0)
+        n_eff = max(2.0, min(strength, counts.plays))
+        return BetaParams(n_eff * rate, n_eff * (1.0 - rate), *gain)
+
     def to_dict(self) -> dict[str, Any]:
         """The ``priors.json`` form (module docstring)."""
         return {
@@ -229,6 +248,7 @@ class Prior:
                 {"refiner": r, "parent": p, **self.pairs[(r, p)].to_dict()}
                 for r, p in sorted(self.pairs)
             ],
+            "aggregate": {a: self.aggregate[a].to_dict() for a in sorted(self.aggregate)},
         }
 
     @classmethod
@@ -247,6 +267,7 @@ class Prior:
         known = set(agents)
         fresh = _counts_by_agent(data.get("fresh", {}), "fresh", known)
         refine = _counts_by_agent(data.get("refine", {}), "refine", known)
+        aggregate = _counts_by_agent(data.get("aggregate", {}), "aggregate", known)
         raw_pairs = data.get("pairs", [])
         if not isinstance(raw_pairs, list):
             raise ValueError("pairs must be a list")
@@ -260,7 +281,7 @@ class Prior:
                 if name not in known:
                     raise ValueError(f"{where}: {name!r} is not one of the agents {agents}")
             pairs[(str(key[0]), str(key[1]))] = ArmCounts.from_dict(item, where)
-        return cls(tuple(agents), prompts, fresh, refine, pairs)
+        return cls(tuple(agents), prompts, fresh, refine, pairs, aggregate)
 
     def for_agents(self, agents: tuple[str, ...], source: str) -> Prior:
         """This prior checked against a run's agents (the same set, any order).
@@ -278,7 +299,7 @@ class Prior:
                 "write a prior for these agents with `toa priors RUN_DIR -o FILE` from a run "
                 "that used them, or use `prior: {source: online}`"
             )
-        return Prior(agents, self.prompts, self.fresh, self.refine, self.pairs)
+        return Prior(agents, self.prompts, self.fresh, self.refine, self.pairs, self.aggregate)
 
     def to_json(self) -> str:
         """Canonical compact JSON (sorted keys): what a store keeps with a prompt."""
@@ -320,6 +341,7 @@ def evidence_from_tree(tree: SearchTree) -> Prior:
     fresh: dict[str, ArmCounts] = {}
     refine: dict[str, ArmCounts] = {}
     pairs: dict[tuple[str, str], ArmCounts] = {}
+    aggregate: dict[str, ArmCounts] = {}
     scored = [n for n in tree.nodes if n.kind == "response" and n.reward is not None]
     spread = reward_spread([n.reward for n in scored if n.reward is not None])
     pool = sorted(n.reward for n in scored if n.action == "fresh" and n.reward is not None)
@@ -340,8 +362,13 @@ def evidence_from_tree(tree: SearchTree) -> Prior:
                 refine[node.agent] = refine.get(node.agent, ArmCounts()) + one
                 key = (node.agent, parent.agent)
                 pairs[key] = pairs.get(key, ArmCounts()) + one
+        elif node.action == "aggregate" and node.parents:
+            bars = [tree.node(i).reward for i in node.parents]
+            if all(b is not None for b in bars):
+                one = _outcome(reward, max(b for b in bars if b is not None), spread)
+                aggregate[node.agent] = aggregate.get(node.agent, ArmCounts()) + one
         best = reward if best is None else max(best, reward)
-    return Prior(tree.agents, 1, fresh, refine, pairs)
+    return Prior(tree.agents, 1, fresh, refine, pairs, aggregate)
 
 
 def percentile(value: float, pool: Sequence[float]) -> float:

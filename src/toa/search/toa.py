@@ -33,6 +33,7 @@ from toa.search.tree import ROOT_ID, SearchTree
 from toa.types import Message, Prompt, Score
 
 __all__ = [
+    "BAYES_SETTINGS",
     "RULES",
     "UCB_SETTINGS",
     "Play",
@@ -50,6 +51,8 @@ RULES: tuple[Rule, ...] = ("bayes", "ucb")
 """TOA's play rules; 'bayes' is the default, 'ucb' the paper's (its presets use it)."""
 UCB_SETTINGS = ("alpha", "width", "width_fraction", "topk_child", "improvement_cap", "fresh_arms")
 """`TOAConfig` fields that only rule 'ucb' uses."""
+BAYES_SETTINGS = ("prior_strength", "aggregate")
+"""`TOAConfig` fields that only rule 'bayes' uses."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +67,8 @@ class TOAConfig:
             use it.
         prior_strength: 'bayes' only: at most this many pseudo-plays of cross-prompt evidence
             per action, > 0 (a prompt's own plays soon outweigh them).
+        aggregate: 'bayes' only: whether "an agent merges the best responses so far" is one of
+            the actions (its belief learns, per prompt and across prompts, whether merging helps).
         alpha: UCB exploration weight, >= 0. The paper used 0.01-0.1 on sigmoid-normalised
             rewards; 0.1 suits the scale-free normalisations, whose q spread over [0, 1].
         width: responses per depth before the search goes deeper, >= number of agents; None
@@ -82,6 +87,7 @@ class TOAConfig:
 
     rule: Rule = "bayes"
     prior_strength: float = 16.0
+    aggregate: bool = True
     alpha: float = 0.1
     width: int | None = None
     width_fraction: float = 1 / 3
@@ -132,6 +138,7 @@ class TOAConfig:
             return {
                 "rule": "bayes",
                 "prior_strength": self.prior_strength,
+                "aggregate": self.aggregate,
                 "normalisation": self.normalisation.to_dict(),
                 "parallel_plays": self.parallel_plays,
             }

@@ -3,7 +3,11 @@
 Use it to test and benchmark strategies without HTTP: it answers at once, deterministically.
 
 * generate: the request text is the messages' contents joined with "\\n"; the world's sample key
-  is the node id the call creates, so a run is reproducible and a replay gets the same samples.
+  is the node id the call creates (``sample_key="node"``, the default), so a run is reproducible
+  and a replay gets the same samples. With ``sample_key="request"`` it is instead how many times
+  the context has seen that exact request (agent and text) before, as the engine's per-request
+  seeds do: strategies measured on fresh contexts then draw the same samples for the same
+  requests (common random numbers), so their differences are not sampling noise.
 * score: the hidden quality the response carries (`decode_quality`), the `simulated` reward.
 * faults: `generate_failure_rate` / `score_failure_rate` make calls fail, decided by a hash of
   (seed, call kind, request, node id), so the same call always fails or succeeds; agents listed in
@@ -67,6 +71,7 @@ class SimulatedContext:
         score_failure_rate: probability in [0, 1] that one response's score fails.
         unavailable: agents whose circuit breakers are open.
         seed: drives the fault decisions (the world has its own seed for the noise).
+        sample_key: "node" (the node id) or "request" (the request's count): module docstring.
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class SimulatedContext:
         score_failure_rate: float = 0.0,
         unavailable: Collection[str] = (),
         seed: int = 0,
+        sample_key: Literal["node", "request"] = "node",
     ) -> None:
         for name, rate in (("generate", generate_failure_rate), ("score", score_failure_rate)):
             if not 0.0 <= rate <= 1.0:
@@ -90,6 +96,10 @@ class SimulatedContext:
         self.score_failure_rate = score_failure_rate
         self.unavailable = frozenset(unavailable)
         self.seed = seed
+        if sample_key not in ("node", "request"):
+            raise ValueError(f"sample_key must be 'node' or 'request', got {sample_key!r}")
+        self.sample_key = sample_key
+        self._seen: Counter[tuple[str, str]] = Counter()
         self.calls: list[CallRecord] = []
         self.score_calls: list[tuple[int, ...]] = []
 
@@ -117,7 +127,11 @@ class SimulatedContext:
             )
         if failed:
             raise ServerError("simulated failure after retries", agent=agent, status=500)
-        response, _quality = self.world.respond(agent, text, node_id)
+        key = node_id
+        if self.sample_key == "request":
+            key = self._seen[(agent, text)]
+            self._seen[(agent, text)] += 1
+        response, _quality = self.world.respond(agent, text, key)
         return Completion(
             agent=agent,
             text=response,
