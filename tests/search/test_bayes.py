@@ -120,7 +120,10 @@ async def test_a_prior_that_rewrites_hurt_keeps_the_search_wide() -> None:
 
 
 async def test_a_prompt_s_own_evidence_overrides_a_wrong_prior() -> None:
-    """The prior says agent_b writes the best answers; on this prompt it writes the worst."""
+    """The prior says agent_b writes the best answers; on this prompt it writes the worst.
+
+    The prior weighs `prior_strength` plays per action (here 4): the prompt's own plays outweigh
+    it after about as many."""
     world = World(
         agents=(
             AgentProfile("agent_a", (0.7,) * 3, (0.0,) * 3, fresh_std=0.1),
@@ -132,15 +135,15 @@ async def test_a_prompt_s_own_evidence_overrides_a_wrong_prior() -> None:
         AGENTS,
         50,
         fresh={
-            "agent_a": ArmCounts(100, 5, 25),
-            "agent_b": ArmCounts(100, 60, 25),
-            "agent_c": ArmCounts(100, 5, 25),
+            "agent_a": ArmCounts(100, 5, 200),  # strength ~ 0.5
+            "agent_b": ArmCounts(100, 60, 20),  # strength ~ 4.8
+            "agent_c": ArmCounts(100, 5, 200),
         },
         refine={a: ArmCounts(100, 1) for a in AGENTS},
     )
     counts = Counter[str]()
     for prompt in simulated_prompts(6):
-        tree = await TOASearch().run(
+        tree = await TOASearch(TOAConfig(prior_strength=4)).run(
             prompt, SimulatedContext(world), budget=30, seed=0, prior=wrong
         )
         counts.update(n.agent for n in tree.responses()[10:])  # after the first ten plays

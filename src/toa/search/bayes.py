@@ -23,9 +23,11 @@ The actions are "agent a writes fresh" (go wider), "agent a refines the best res
 Every play samples each chance once (seeded) and takes the highest value: Thompson sampling, so
 arms that are probably poor are rarely played but never ruled out, no arm needs a forced first
 visit, and the choice between wider and deeper follows what refinement has actually gained on
-this prompt. Beliefs start from a `Prior` (what earlier prompts taught, worth at most
-`prior_strength` plays per action, so the prompt's own plays soon outweigh it) or cold
-(Gamma(1, 1), Beta(1, 1)).
+this prompt. The budget is short and known, so exploring is worth less as it runs out: each
+sample is pulled towards its posterior mean by ``sqrt(plays left / budget)`` (the first play
+samples fully, the last is nearly greedy). Beliefs start from a `Prior` (what earlier prompts
+taught, worth at most `prior_strength` plays per action, so the prompt's own plays soon
+outweigh it) or cold (Gamma(1, 1), Beta(1, 1)).
 
 Failures: a play that failed (generation or reward) yielded nothing: it counts as a loss for its
 action (a refinement that did not win; a fresh answer at percentile 1/4), so a failing agent is
@@ -55,10 +57,13 @@ from toa.types import Prompt, Score
 if TYPE_CHECKING:
     from toa.search.toa import Play, TOAConfig
 
-__all__ = ["AGGREGATE_WIDTH", "BayesState", "Belief", "Kind", "Params"]
+__all__ = ["AGGREGATE_WIDTH", "HORIZON_POWER", "BayesState", "Belief", "Kind", "Params"]
 
 AGGREGATE_WIDTH = 3
 """How many of the best responses an aggregate action merges (at most; at least two)."""
+
+HORIZON_POWER = 0.5
+"""Samples are shrunk towards their mean by ``(plays left / budget) ** HORIZON_POWER``."""
 
 LOSS_LOG_RANK = math.log(4.0)
 """``-log u`` that a failed or in-flight fresh play adds: an answer at percentile 1/4."""
@@ -241,32 +246,40 @@ class BayesState:
         usable = [a for a in agents if is_available(a)] or list(agents)
         best = self._best
         best_at = self._best_percentile()
+        spread = math.pow((self.budget - self.started + 1) / self.budget, HORIZON_POWER)
+        rng = self.rng
+
+        def draw(sample: float, mean: float) -> float:
+            return max(0.0, mean + spread * (sample - mean))
+
+        def chance_and_gain(belief: Belief, prior: Params) -> float:
+            a, b = belief.refine_params(prior)
+            chance = draw(rng.betavariate(a, b), a / (a + b))
+            return chance * draw(belief.sample_gain(rng, prior), belief.mean_gain(prior))
+
         choices: list[tuple[float, Kind, str]] = []
         for agent in usable:
             belief = self._fresh[agent]
             shape, rate = self._fresh_posterior(agent, belief)
-            strength = self.rng.gammavariate(shape, 1.0 / rate)
+            strength = draw(rng.gammavariate(shape, 1.0 / rate), shape / rate)
             if best_at is None:  # nothing to beat yet: the strongest writer goes first
                 value = strength
             else:
-                gain = belief.sample_gain(self.rng, self._fresh_prior[agent])
+                prior = self._fresh_prior[agent]
+                gain = draw(belief.sample_gain(rng, prior), belief.mean_gain(prior))
                 value = fresh_chance(strength, best_at) * gain
             choices.append((value, "fresh", agent))
         if best is not None:
             parent_agent = self.tree.node(best).agent
             for agent in usable:
-                belief = self._refine[agent]
-                prior = self._refine_prior[(agent, parent_agent)]
-                a, b = belief.refine_params(prior)
-                value = self.rng.betavariate(a, b) * belief.sample_gain(self.rng, prior)
+                value = chance_and_gain(
+                    self._refine[agent], self._refine_prior[(agent, parent_agent)]
+                )
                 choices.append((value, "refine", agent))
         merged = self._to_merge()
         if merged:
             for agent in usable:
-                belief = self._aggregate[agent]
-                prior = self._aggregate_prior[agent]
-                a, b = belief.refine_params(prior)
-                value = self.rng.betavariate(a, b) * belief.sample_gain(self.rng, prior)
+                value = chance_and_gain(self._aggregate[agent], self._aggregate_prior[agent])
                 choices.append((value, "aggregate", agent))
         top = max(value for value, _, _ in choices)
         winners = [c for c in choices if c[0] == top]
