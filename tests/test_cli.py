@@ -1,4 +1,4 @@
-"""The `toa` command line: fake-server as a real subprocess, the interim demo, help texts."""
+"""The `toa` command line: fake-server as a real subprocess, help texts (the demo: test_demo.py)."""
 
 from __future__ import annotations
 
@@ -83,19 +83,3 @@ def test_version_and_help() -> None:
     assert result.exit_code == 0
     for option in ("--port", "--latency-ms", "--agents", "--world", "--fail-rate", "--seed"):
         assert option in result.output
-
-
-def test_simulated_demo_runs_exports_and_prints_a_summary(tmp_path: Path) -> None:
-    out = tmp_path / "demo"
-    args = ["demo", "--simulated", "--problems", "3", "--budget", "4", "--out", str(out)]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    for agent in ("agent_a", "agent_b", "agent_c"):
-        assert agent in result.output
-    assert "best answer" in result.output
-    lines = (out / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 3
-    assert len((out / "sft.jsonl").read_text().splitlines()) == 3
-    again = CliRunner().invoke(app, args)  # resumes: nothing left to do, nothing paid twice
-    assert again.exit_code == 0, again.output
-    assert "3 already done" in again.output

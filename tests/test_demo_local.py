@@ -1,5 +1,8 @@
 """End to end on the real local models: `toa demo` on a few problems with tiny settings.
 
+The fixture yields the demo's output directory: `toa/` (TOA's run), `best-of-n/` (best-of-N on
+the agent chosen in `calibration/`), `strongest_agent.json` and the shared `cache.sqlite`.
+
 Skips (with the reason) only when the `local` extra is not installed; `make test` installs it.
 """
 
@@ -40,11 +43,18 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
     already_up = {s.name for s in model_status(verify=False) if s.server_state in ("up", "busy")}
     out = tmp_path_factory.mktemp("demo") / "run"
-    args = ["demo", "--problems", "3", "--budget", "4", "--max-tokens", "48", "--out", str(out)]
+    args = ["demo", "--problems", "3", "--budget", "4", "--max-tokens", "48"]
+    args += ["--calibration-problems", "1", "--out", str(out)]
     try:
-        result = CliRunner().invoke(app, args)
+        result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
         assert result.exit_code == 0, result.output
         assert "who found the answers" in result.output
+        choice = json.loads((out / "strongest_agent.json").read_text())["agent"]
+        assert f"best-of-4 on {choice}" in result.output
+        assert any(
+            f"TOA {word} best-of-4 on {choice}" in result.output
+            for word in ("beat", "matched", "lost to")
+        ), result.output
         yield out
     finally:  # leave the machine as it was: stop only the servers this test started
         started = {s.name for s in model_status(verify=False)} - already_up
@@ -56,7 +66,7 @@ def _results(run_dir: Path) -> list[dict[str, object]]:
 
 
 def test_every_agent_generated_real_text_and_every_text_was_scored(demo_run: Path) -> None:
-    results = _results(demo_run)
+    results = _results(demo_run / "toa")
     assert len(results) == 3
     texts_by_agent: dict[str, list[str]] = {}
     for result in results:
@@ -77,8 +87,9 @@ def test_every_agent_generated_real_text_and_every_text_was_scored(demo_run: Pat
 
 
 def test_store_tree_and_exports_agree(demo_run: Path) -> None:
-    results = {r["id"]: r for r in _results(demo_run)}
-    with RunStore.open_readonly(demo_run / "store.sqlite") as store:
+    run_dir = demo_run / "toa"
+    results = {r["id"]: r for r in _results(run_dir)}
+    with RunStore.open_readonly(run_dir / "store.sqlite") as store:
         summary = store.summary()
         for pid, result in results.items():
             calls = store.calls_for(str(pid))
@@ -89,11 +100,26 @@ def test_store_tree_and_exports_agree(demo_run: Path) -> None:
                 assert calls[s["node"]].agent == s["agent"]
                 assert calls[s["node"]].text == s["response"]
     assert summary.prompts_done == 3
-    sft = [json.loads(x) for x in (demo_run / "sft.jsonl").read_text().splitlines()]
+    sft = [json.loads(x) for x in (run_dir / "sft.jsonl").read_text().splitlines()]
     assert {row["id"] for row in sft} == set(results)
     for row in sft:
         best = results[row["id"]]["best"]
         assert isinstance(best, dict)
         assert row["messages"][-1] == {"role": "assistant", "content": best["response"]}
-    for pair in (json.loads(x) for x in (demo_run / "dpo.jsonl").read_text().splitlines()):
+    for pair in (json.loads(x) for x in (run_dir / "dpo.jsonl").read_text().splitlines()):
         assert pair["chosen_reward"] > pair["rejected_reward"]
+
+
+def test_best_of_n_ran_on_the_chosen_agent_on_the_same_problems(demo_run: Path) -> None:
+    choice = json.loads((demo_run / "strongest_agent.json").read_text())
+    assert choice["calibration_problems"] == ["cal-01"]
+    assert choice["agent"] in choice["agents"]
+    toa = {r["id"] for r in _results(demo_run / "toa")}
+    baseline = _results(demo_run / "best-of-n")
+    assert {r["id"] for r in baseline} == toa
+    assert not toa & set(choice["calibration_problems"])
+    for result in baseline:
+        samples = result["samples"]
+        assert isinstance(samples, list)
+        assert len(samples) == 4
+        assert {s["agent"] for s in samples} == {choice["agent"]}
