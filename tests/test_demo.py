@@ -86,6 +86,13 @@ async def test_calibration_is_held_out_the_choice_is_stored_and_a_rerun_sends_no
     scores = first.choice.scores
     assert all(s.samples == options.calibration_problems * 2 for s in scores.values())
     assert first.choice.agent == max(scores, key=lambda name: scores[name].mean_reward)
+    # TOA's online prior starts from the calibration run's evidence, stored beside it
+    manifest = json.loads((options.run_dir / "manifest.json").read_text(encoding="utf-8"))
+    prior = manifest["config"]["strategy"]["prior"]
+    assert prior["source"] == "online"
+    assert Path(prior["path"]) == (options.out / "calibration_priors.json").resolve()
+    seeded = json.loads(Path(prior["path"]).read_text(encoding="utf-8"))
+    assert seeded["prompts"] == options.calibration_problems
 
     # best-of-N: `random` on the chosen agent, same budget, same problems
     baseline = _lines(options.baseline_dir / "results.jsonl")

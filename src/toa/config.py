@@ -159,16 +159,18 @@ PriorSource = Literal["online", "file", "none"]
 class PriorConfig(_Model):
     """Where TOA's cross-prompt prior comes from (rule 'bayes'; see toa.search.priors).
 
-    online: learned by the run from its finished prompts (the default); file: a priors.json
-    written by `toa priors` (path relative to the configuration file); none: every prompt
-    starts cold.
+    online: learned by the run from its finished prompts (the default), starting from `path`
+    when given; file: a priors.json written by `toa priors` (path relative to the configuration
+    file), the same for every prompt; none: every prompt starts cold.
     """
 
     source: PriorSource = "online"
     strength: float | None = Field(
         None, gt=0, description="pseudo-plays of prior evidence per action at most (default 16)"
     )
-    path: str | None = Field(None, min_length=1, description="source 'file' only: priors.json")
+    path: str | None = Field(
+        None, min_length=1, description="a priors.json: file's prior, or online's starting point"
+    )
 
 
 class StrategyConfig(_Model):
@@ -273,7 +275,8 @@ class RunSettings:
         source: where the configuration came from (a path or '<string>').
         prior_source: where each prompt's prior comes from: 'online' (learned by the run),
             'file' (`prior`) or 'none'.
-        prior: the prior read from `strategy.prior.path` (source 'file' only).
+        prior: the prior read from `strategy.prior.path`: every prompt's (source 'file') or
+            the starting point of what the run learns (source 'online').
     """
 
     config: RunConfig
@@ -396,13 +399,12 @@ def _prior(
     if not isinstance(strategy, TOASearch) or strategy.config.rule != "bayes":
         return "none", None
     config = s.prior or PriorConfig()
-    if config.source != "file":
+    if config.path is None:
         return config.source, None
-    assert config.path is not None  # checked in _make_strategy
     path = Path(config.path)
     if not path.is_absolute() and source not in ("<config>", "<string>"):
         path = Path(source).parent / path
-    return "file", load_prior(path, agents)
+    return config.source, load_prior(path, agents)
 
 
 def _make_strategy(s: StrategyConfig, templates: Templates, agent_names: Sequence[str]) -> Strategy:
@@ -490,10 +492,11 @@ def _check_rule(s: StrategyConfig) -> None:
             "strategy.prior: source 'file' needs `path: priors.json` "
             "(write one with `toa priors RUN_DIR -o priors.json`)",
         )
-    if prior.source != "file" and prior.path is not None:
+    if prior.source == "none" and prior.path is not None:
         raise _FieldError(
             ("strategy", "prior", "path"),
-            f"strategy.prior.path: only used with `source: file`, not {prior.source!r}",
+            "strategy.prior.path: not used with `source: none`; remove it, or use `source: file`"
+            " (start every prompt from it) or `source: online` (start from it, keep learning)",
         )
 
 

@@ -15,6 +15,9 @@ What it runs, all in one output directory (`DemoOptions.out`), every run resumab
    in configuration order). The choice is stored in `strongest_agent.json` and reused by every
    later run of the demo in that directory (delete the file to choose again).
 2. `<strategy>/` (`toa/` by default): the strategy on the evaluated problems (`demo_math.jsonl`).
+   TOA's online prior starts from the calibration run's evidence (`calibration_priors.json`,
+   `prior: {source: online, path: ...}`): both sides get what calibration saw, best-of-N as
+   the agent it chose, TOA as how well each agent did.
 3. `best-of-n/`: strategy `random` on the chosen agent, the same budget, the same problems.
 
 The three runs share one generation cache (`cache.sqlite`), so best-of-N gets TOA's fresh answers
@@ -68,6 +71,7 @@ CALIBRATION_PROBLEMS = "demo_calibration.jsonl"
 CACHE_NAME = "cache.sqlite"
 CHOICE_NAME = "strongest_agent.json"
 CALIBRATION_DIR = "calibration"
+CALIBRATION_PRIOR = "calibration_priors.json"
 BASELINE_DIR = "best-of-n"
 MAX_PROBLEMS = 20
 MAX_CALIBRATION_PROBLEMS = 6
@@ -486,6 +490,24 @@ def _store_choice(choice: AgentChoice) -> None:
     tmp.replace(choice.path)
 
 
+def _calibration_prior(options: DemoOptions, agents: tuple[str, ...]) -> Path | None:
+    """The calibration run's evidence as a priors.json (written once); None without one."""
+    path = options.out / CALIBRATION_PRIOR
+    if path.exists():
+        return path.resolve()
+    store_path = options.calibration_dir / "store.sqlite"
+    if not store_path.exists():
+        return None
+    from toa.engine.runner import learned_prior
+
+    with RunStore.open_readonly(store_path) as store:
+        prior = learned_prior(store, agents)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(prior.to_dict(), indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path.resolve()
+
+
 def _sink(progress: PhaseProgress | None, phase: str) -> ProgressSink | None:
     return progress(phase) if progress is not None else None
 
@@ -508,7 +530,6 @@ async def run_demo(
     evaluated = len(
         [line for line in demo_problems_path().read_text().splitlines() if line.strip()]
     )
-    main = _variant(settings, options, {"name": options.strategy, "budget": options.budget})
     result = DemoResult(
         report=RunReport(run_dir=options.run_dir),
         run_dir=options.run_dir,
@@ -538,6 +559,12 @@ async def run_demo(
         choice = _choose(options.calibration_dir, agents, options)
         _store_choice(choice)
     result.choice = choice
+    strategy: dict[str, Any] = {"name": options.strategy, "budget": options.budget}
+    seed = _calibration_prior(options, agents)
+    if options.strategy == "toa" and seed is not None:
+        # TOA starts from what calibration saw, as best-of-N starts from the agent it chose
+        strategy["prior"] = {"source": "online", "path": str(seed)}
+    main = _variant(settings, options, strategy)
 
     result.report = await run(
         main,

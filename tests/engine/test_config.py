@@ -266,8 +266,8 @@ def test_toa_rule_and_prior_settings(tmp_path: Path) -> None:
             r"config\.yaml:\d+: strategy\.prior: source 'file' needs `path: priors\.json`",
         ),
         (
-            "strategy:\n  name: toa\n  prior: {source: online, path: p.json}\n",
-            r"strategy\.prior\.path: only used with `source: file`",
+            "strategy:\n  name: toa\n  prior: {source: none, path: p.json}\n",
+            r"strategy\.prior\.path: not used with `source: none`",
         ),
         (
             "strategy:\n  name: ensemble\n  prior: {source: none}\n",

@@ -87,6 +87,19 @@ async def test_toa_priors_writes_what_a_run_learned_and_a_run_starts_from_it(
     }
     assert kept == {5}  # every prompt started from the file, whatever finished before it
 
+    async with FakeServer() as server:
+        seeded = settings(
+            server.base_url, in_flight=1, prior={"source": "online", "path": str(out)}
+        )
+        await run(seeded, input_path=inputs, run_dir=tmp_path / "seeded")
+    grown = [
+        json.loads(p)["prompts"]
+        for (p,) in stored(tmp_path / "seeded", "SELECT prior_json FROM priors ORDER BY rowid")
+    ]
+    assert grown == [5, 6, 7, 8, 9]  # online from the file: its 5 prompts, then the run's own
+    mine = CliRunner().invoke(app, ["priors", str(tmp_path / "seeded")])
+    assert json.loads(mine.stdout)["prompts"] == 5  # `toa priors`: the run's own evidence
+
 
 async def test_a_run_without_priors_stores_none_but_still_its_evidence(tmp_path: Path) -> None:
     inputs = write_prompts(tmp_path / "p.jsonl", 3)

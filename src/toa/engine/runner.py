@@ -180,6 +180,8 @@ class _Run:
             if a.price is not None
         }
         self.learned = learned_prior(store, tuple(a.name for a in settings.agents))
+        if settings.prior_source == "online" and settings.prior is not None:
+            self.learned = settings.prior + self.learned  # a starting point, then the run's own
 
     async def prior_for(self, prompt: Prompt) -> Prior | None:
         """The prior this prompt's search starts from: the one stored with it (a resume),
