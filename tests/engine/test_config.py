@@ -290,7 +290,7 @@ def test_a_prior_file_is_read_relative_to_the_config_and_checked_before_any_call
 ) -> None:
     from toa.search.priors import ArmCounts, Prior
 
-    prior = Prior(("qwen", "llama"), 4, fresh={"llama": ArmCounts(6, 2, 4.5)})
+    prior = Prior(("qwen", "llama"), 4, fresh={"llama": ArmCounts(6, 2, 4.5, ranked=6)})
     (tmp_path / "priors.json").write_text(prior.to_json(), encoding="utf-8")
     strategy = "strategy:\n  name: toa\n  prior: {source: file, path: priors.json}\n"
     settings = load_config(_with_strategy(tmp_path, strategy))

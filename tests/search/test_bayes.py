@@ -135,9 +135,9 @@ async def test_a_prompt_s_own_evidence_overrides_a_wrong_prior() -> None:
         AGENTS,
         50,
         fresh={
-            "agent_a": ArmCounts(100, 5, 200),  # strength ~ 0.5
-            "agent_b": ArmCounts(100, 60, 20),  # strength ~ 4.8
-            "agent_c": ArmCounts(100, 5, 200),
+            "agent_a": ArmCounts(100, 5, 200, ranked=100),  # strength ~ 0.5
+            "agent_b": ArmCounts(100, 60, 20, ranked=100),  # strength ~ 4.8
+            "agent_c": ArmCounts(100, 5, 200, ranked=100),
         },
         refine={a: ArmCounts(100, 1) for a in AGENTS},
     )
@@ -168,7 +168,7 @@ async def test_thompson_sampling_follows_the_posterior_under_a_seed() -> None:
     prior = Prior(
         AGENTS,
         40,
-        fresh={a: ArmCounts(100, 10, 100) for a in AGENTS},
+        fresh={a: ArmCounts(100, 10, 100, ranked=100) for a in AGENTS},
         refine={
             "agent_a": ArmCounts(100, 70, 0, 70, 70),
             "agent_b": ArmCounts(100, 20, 0, 20, 10),

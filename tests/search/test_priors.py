@@ -110,7 +110,7 @@ def test_cold_beliefs_and_shrinkage_towards_the_evidence() -> None:
     assert (b.a, b.b) == (1.0, 1.0)
 
     def strong(plays: float) -> Prior:
-        counts = ArmCounts(plays=plays, wins=plays * 0.5, log_rank=plays * 0.25)
+        counts = ArmCounts(plays=plays, wins=plays * 0.5, log_rank=plays * 0.25, ranked=plays)
         return Prior(AGENTS, 10, fresh={"agent_a": counts}, refine={"agent_a": counts})
 
     few = strong(4).fresh_belief("agent_a", strength=8)
@@ -138,10 +138,11 @@ def test_a_pair_rate_is_shrunk_towards_its_refiner() -> None:
 
 
 counts = st.builds(
-    lambda p, w, e, g, gain: ArmCounts(p, min(w, p), e, min(g, min(w, p)), gain),
+    lambda p, w, e, g, gain, r: ArmCounts(p, min(w, p), e, min(g, min(w, p)), gain, r),
     *(st.floats(0, 1e6, allow_nan=False) for _ in range(2)),
     st.floats(0, 1e3),
     st.floats(0, 1e6),
+    st.floats(0, 1e3),
     st.floats(0, 1e3),
 )
 agent = st.sampled_from(AGENTS)
@@ -184,7 +185,7 @@ def _write(path: Path, data: object) -> Path:
 
 
 def test_prior_files_load_and_bad_ones_say_what_is_wrong_naming_the_file(tmp_path: Path) -> None:
-    good = Prior(AGENTS, 3, fresh={"agent_b": ArmCounts(5, 2, 1.5, 1, 0.25)})
+    good = Prior(AGENTS, 3, fresh={"agent_b": ArmCounts(5, 2, 1.5, 1, 0.25, 4.5)})
     path = _write(tmp_path / "priors.json", good.to_dict())
     assert load_prior(path, AGENTS).to_json() == good.to_json()
     assert load_prior(path, tuple(reversed(AGENTS))).agents == tuple(reversed(AGENTS))
@@ -225,3 +226,19 @@ def test_prior_files_load_and_bad_ones_say_what_is_wrong_naming_the_file(tmp_pat
         with pytest.raises(ConfigError, match=rf"{name}\.json: not a TOA prior: {message}"):
             load_prior(_write(tmp_path / f"{name}.json", data), AGENTS)
     assert good.to_dict()["format"] == PRIOR_FORMAT
+
+
+def test_tied_answers_tell_less_and_a_fully_tied_pool_tells_nothing() -> None:
+    from toa.search.priors import rank_evidence
+
+    assert rank_evidence(0.0, [0.0, 0.0, 0.0, 0.0]) == (0.0, 0.0)  # every answer got the same 0
+    weight, evidence = rank_evidence(0.9, [0.1, 0.5, 0.9])
+    assert weight == 1.0
+    assert evidence == pytest.approx(-math.log(2.5 / 3))
+    right, wrong = rank_evidence(1.0, [0, 0, 0, 1]), rank_evidence(0.0, [0, 0, 0, 1])
+    assert right == (1.0, pytest.approx(-math.log(3.5 / 4)))  # the one right answer: strong
+    assert wrong[0] == pytest.approx(1 / 3)  # each wrong one, tied with two others: weak
+    assert rank_evidence(1.0, [1.0]) == (0.0, 0.0)
+    # a 0/1 reward where nobody was right: no evidence about any writer, the belief stays cold
+    tree_prior = Prior(AGENTS, 1, fresh={"agent_a": ArmCounts(plays=4, ranked=0.0)})
+    assert tree_prior.fresh_belief("agent_a", strength=8).shape == 1.0

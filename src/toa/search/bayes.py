@@ -8,7 +8,8 @@ The actions are "agent a writes fresh" (go wider), "agent a refines the best res
 
 * fresh by a: a's answers sit at percentile u ~ Beta(lambda_a, 1) of the prompt's pool of fresh
   answers (lambda = 1: as good as the pool), with the strength lambda_a ~ Gamma (conjugate: each
-  fresh answer of a adds 1 to the shape and ``-log u`` to the rate). Its chance of beating the
+  fresh answer of a adds 1 to the shape and ``-log u`` to the rate, both weighted down by ties:
+  `toa.search.priors.rank_evidence`). Its chance of beating the
   best, which stands at percentile u_b of that pool, is ``1 - u_b ** lambda_a``: about
   ``lambda_a / (n + 1)`` after n fresh answers, so it falls as the tree grows, and faster for
   weak writers.
@@ -49,7 +50,7 @@ from typing import TYPE_CHECKING, Literal
 from toa.errors import ConfigError, TOAError
 from toa.search._steps import record_score
 from toa.search.context import derive_rng
-from toa.search.priors import COLD_GAIN, Prior, percentile, reward_spread
+from toa.search.priors import COLD_GAIN, Prior, rank_evidence, reward_spread
 from toa.search.templates import Templates, aggregate_messages, fresh_messages, refine_messages
 from toa.search.tree import ROOT_ID, SearchTree
 from toa.types import Prompt, Score
@@ -112,7 +113,7 @@ class Belief:
         """The Beta posterior of a refinement's chance of beating its parent."""
         return prior.a + self.wins, prior.b + self.trials + self.pending - self.wins
 
-    def fresh_params(self, prior: Params, answers: int, log_rank: float) -> tuple[float, float]:
+    def fresh_params(self, prior: Params, answers: float, log_rank: float) -> tuple[float, float]:
         """The Gamma posterior of a fresh writer's strength, given its scored answers' evidence."""
         bad = self.losses + self.pending
         return prior.a + answers + bad, prior.b + log_rank + bad * LOSS_LOG_RANK
@@ -351,12 +352,12 @@ class BayesState:
         return tuple(ranked[:AGGREGATE_WIDTH]) if len(ranked) >= 2 else ()
 
     def _fresh_posterior(self, agent: str, belief: Belief) -> tuple[float, float]:
-        rewards = self._fresh_rewards[agent]
-        log_rank = 0.0
-        answers = 0
+        answers = log_rank = 0.0
         if len(self._pool) >= 2:  # one answer alone says nothing about its writer
-            log_rank = sum(-math.log(percentile(r, self._pool)) for r in rewards)
-            answers = len(rewards)
+            for reward in self._fresh_rewards[agent]:
+                weight, evidence = rank_evidence(reward, self._pool)
+                answers += weight
+                log_rank += evidence
         return belief.fresh_params(self._fresh_prior[agent], answers, log_rank)
 
     def _best_percentile(self) -> float | None:

@@ -9,11 +9,13 @@ evidence overrides the prior after a few plays (empirical-Bayes shrinkage).
 What is counted (rewards are only compared within one prompt):
 
 * fresh, per agent: each fresh response's mid-rank percentile u in (0, 1) among the prompt's
-  fresh responses; `plays` counts them and `log_rank` sums ``-log u``. Under the model
-  ``u ~ Beta(lambda, 1)`` (`lambda` = 1: as good as the pool; a higher `lambda` writes better
-  answers) that is all the evidence there is about the writer's strength, and the chance that
-  its next answer beats n exchangeable ones is ``lambda / (lambda + n)``. Prompts with fewer
-  than two fresh responses say nothing and are left out. `wins` counts the fresh responses
+  fresh responses. Under the model ``u ~ Beta(lambda, 1)`` (`lambda` = 1: as good as the pool;
+  a higher `lambda` writes better answers) ``-log u`` is all the evidence there is about the
+  writer's strength, and the chance that its next answer beats n exchangeable ones is
+  ``lambda / (lambda + n)``. A response tied with others tells less (a pool where every answer
+  got the same 0/1 reward tells nothing): each counts with weight ``1 - others tied with it /
+  (pool - 1)``, `ranked` sums the weights and `log_rank` the weighted ``-log u``. Prompts with
+  fewer than two fresh responses say nothing and are left out. `wins` counts the fresh responses
   that beat the best response made before them (in node order, the order a sequential search
   made them).
 * refine, per refiner and per (refiner, parent's agent): a refinement `wins` when its reward
@@ -55,6 +57,7 @@ __all__ = [
     "evidence_from_tree",
     "load_prior",
     "percentile",
+    "rank_evidence",
     "reward_spread",
 ]
 
@@ -71,7 +74,7 @@ GAIN_SHRINK = 2.0
 """Pseudo-wins of the pooled margin (over every agent, per kind) mixed into an action's margin."""
 
 
-_FIELDS = ("plays", "wins", "log_rank", "gained", "gain")
+_FIELDS = ("plays", "wins", "log_rank", "gained", "gain", "ranked")
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +84,10 @@ class ArmCounts:
     Attributes:
         plays: scored plays.
         wins: plays that beat what they had to beat (the best so far; the parent).
-        log_rank: fresh only: sum of ``-log u`` over the plays' percentiles u (module docstring).
+        log_rank: fresh only: weighted sum of ``-log u`` over the percentiles u (module docstring).
         gained: wins whose margin could be measured (the prompt's rewards had a spread).
         gain: sum of those margins, each in units of the prompt's reward standard deviation.
+        ranked: fresh only: the weights of the percentiles in `log_rank` (module docstring).
     """
 
     plays: float = 0.0
@@ -91,6 +95,7 @@ class ArmCounts:
     log_rank: float = 0.0
     gained: float = 0.0
     gain: float = 0.0
+    ranked: float = 0.0
 
     def __add__(self, other: ArmCounts) -> ArmCounts:
         return ArmCounts(*(getattr(self, f) + getattr(other, f) for f in _FIELDS))
@@ -190,15 +195,15 @@ class Prior:
         """Gamma belief about `agent`'s strength as a fresh writer, before a prompt's evidence.
 
         Cold: Gamma(1, 1) (mean 1: as good as the pool). With evidence, the cross-prompt strength
-        ``(plays + 1) / (log_rank + 1)`` (shrunk towards 1) as ``max(1, min(strength, plays))``
-        pseudo-observations, each worth one of the prompt's own fresh answers.
+        ``(ranked + 1) / (log_rank + 1)`` (shrunk towards 1) as ``max(1, min(strength, ranked))``
+        pseudo-observations, each worth one of the prompt's own (untied) fresh answers.
         """
         counts = self.fresh.get(agent, ArmCounts())
         gain, gain_weight = _total(self.fresh).mean_gain(strength=strength, pooled=COLD_GAIN)
-        if counts.plays <= 0:
+        if counts.ranked <= 0:
             return GammaParams(1.0, 1.0, gain, gain_weight)
-        n_eff = max(1.0, min(strength, counts.plays))
-        mean = (counts.plays + 1.0) / (counts.log_rank + 1.0)
+        n_eff = max(1.0, min(strength, counts.ranked))
+        mean = (counts.ranked + 1.0) / (counts.log_rank + 1.0)
         return GammaParams(n_eff, n_eff / mean, gain, gain_weight)
 
     def refine_belief(self, refiner: str, parent_agent: str, *, strength: float) -> BetaParams:
@@ -351,9 +356,9 @@ def evidence_from_tree(tree: SearchTree) -> Prior:
         assert reward is not None
         if node.action == "fresh" and len(pool) >= 2:
             one = _outcome(reward, best, spread)
-            u = percentile(reward, pool)
+            weight, log_rank = rank_evidence(reward, pool)
             fresh[node.agent] = fresh.get(node.agent, ArmCounts()) + ArmCounts(
-                1.0, one.wins, -math.log(u), one.gained, one.gain
+                1.0, one.wins, log_rank, one.gained, one.gain, weight
             )
         elif node.action == "refine" and len(node.parents) == 1:
             parent = tree.node(node.parents[0])
@@ -376,6 +381,19 @@ def percentile(value: float, pool: Sequence[float]) -> float:
     below = bisect.bisect_left(pool, value)
     equal = bisect.bisect_right(pool, value) - below
     return (below + 0.5 * equal) / len(pool)
+
+
+def rank_evidence(value: float, pool: Sequence[float]) -> tuple[float, float]:
+    """(weight, weighted ``-log u``) of one fresh answer in the sorted `pool` (which holds it):
+    u its mid-rank percentile, the weight ``1 - others tied / (len(pool) - 1)`` (module
+    docstring); a pool of one says nothing."""
+    if len(pool) < 2:
+        return 0.0, 0.0
+    below = bisect.bisect_left(pool, value)
+    equal = bisect.bisect_right(pool, value) - below
+    u = (below + 0.5 * equal) / len(pool)
+    weight = 1.0 - (equal - 1) / (len(pool) - 1)
+    return weight, weight * -math.log(u)
 
 
 def reward_spread(rewards: Sequence[float]) -> float | None:
