@@ -354,7 +354,7 @@ async def real(args: argparse.Namespace) -> int:
         loop.call_later(args.time_limit_s, stop.set)
 
     choice = out / "single_agent.json"
-    if not choice.exists():
+    if not choice.exists() or not (out / "calibration_priors.json").exists():
         settings = _real_settings(
             sections, "verify", {"name": "ensemble", "budget": 6}, out, args.max_tokens
         )
