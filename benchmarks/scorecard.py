@@ -86,32 +86,14 @@ from toa.types import Prompt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import peers  # benchmarks/ is not a package: found through sys.path
+from search_efficiency import choose_single_agent
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "benchmarks" / "out" / "scorecard"
 WORLDS = ("helps", "hurts", "dominant", "specialists")
 BUDGETS = (8, 16, 32, 64)
 BASELINES = ("random", "prs", "ensemble", "seq-refine", "moa")
-CALIBRATION_PROMPTS = 30
-CALIBRATION_SAMPLES = 8
 TOLERANCE = 0.005
-
-
-async def choose_single_agent(world: World, seed: int) -> str:
-    """The agent with the best mean fresh reward on calibration prompts (never evaluated)."""
-    ctx = SimulatedContext(world, sample_key="request")
-    prompts = simulated_prompts(CALIBRATION_PROMPTS, seed=seed + 10_000)
-    means = {}
-    for agent in ctx.agents:
-        rewards = []
-        for prompt in prompts:
-            for node_id in range(CALIBRATION_SAMPLES):
-                completion = await ctx.generate(agent, prompt.messages, node_id=node_id)
-                (score,) = await ctx.score(prompt, [completion.text], node_ids=[node_id])
-                assert isinstance(score, float)
-                rewards.append(score)
-        means[agent] = statistics.fmean(rewards)
-    return max(means, key=lambda a: means[a])
 
 
 def rows(single_agent: str) -> dict[str, tuple[Strategy, bool]]:
@@ -291,16 +273,14 @@ def _real_settings(
     )
 
 
-async def _correct(result: dict[str, Any]) -> bool:
+async def _correct(result: dict[str, Any], verify: Any) -> bool:
     """Is the answer a run chose right, by the gold answer (whatever reward steered it)?"""
-    from toa.rewards.verify import VerifyReward
-
     best = result.get("best")
     if not best or best.get("response") is None:
         return False
     prompt = Prompt.from_text(result["id"], result["prompt"], **result.get("extra", {}))
-    (score,) = await VerifyReward(mode="gsm8k").score(prompt, [best["response"]])
-    return score == 1.0
+    (score,) = await verify.score(prompt, [best["response"]])
+    return bool(score == 1.0)
 
 
 async def _cell_row(run_dir: Path) -> dict[str, Any]:
@@ -309,13 +289,16 @@ async def _cell_row(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "results.jsonl"
     if not path.exists():
         return row
+    from toa.rewards.verify import VerifyReward
+
+    verify = VerifyReward(mode="gsm8k")
     for line in path.read_text(encoding="utf-8").splitlines():
         result = json.loads(line)
         if result["status"] != "done":
             continue
         c = result["compute"]
         row["done"] += 1
-        row["correct"] += await _correct(result)
+        row["correct"] += await _correct(result, verify)
         row["calls"] += c["calls"]
         row["tokens"] += c["prompt_tokens"] + c["completion_tokens"]
         row["flops"] += c["flops"]

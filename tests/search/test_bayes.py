@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 
 import pytest
-from tree_checks import check_tree
+from tree_checks import DeadAgentContext, check_tree
 
-from toa.errors import ServerError
 from toa.search import (
     BayesState,
     Prior,
@@ -23,7 +21,7 @@ from toa.search.bayes import Belief, Params, fresh_chance
 from toa.search.priors import ArmCounts
 from toa.testing.sim_context import SimulatedContext, simulated_prompts
 from toa.testing.world import AgentProfile, World
-from toa.types import Completion, Message, Prompt
+from toa.types import Prompt
 
 AGENTS = ("agent_a", "agent_b", "agent_c")
 
@@ -198,17 +196,6 @@ def test_beliefs_fall_as_the_best_rises_and_plays_in_flight_count_as_losses() ->
     fshape, frate = Belief("fresh", pending=2).fresh_params(prior, 4, 2.0)
     assert fshape / frate < shape / rate
     assert Belief("fresh", gained=2, gain=4.0).mean_gain(prior) == pytest.approx(4.5 / 3)
-
-
-class DeadAgentContext(SimulatedContext):
-    """agent_a reports itself available but every call to it fails."""
-
-    async def generate(
-        self, agent: str, messages: Sequence[Message], *, node_id: int
-    ) -> Completion:
-        if agent == "agent_a":
-            raise ServerError("dead", agent=agent, status=503)
-        return await super().generate(agent, messages, node_id=node_id)
 
 
 async def test_a_failing_agent_does_not_swallow_the_budget(helps: World) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 
 import pytest
-from tree_checks import check_tree
+from tree_checks import DeadAgentContext, check_tree
 
-from toa.errors import ConfigError, ServerError
+from toa.errors import ConfigError
 from toa.search import (
     Normalisation,
     SearchTree,
@@ -22,7 +21,7 @@ from toa.search import (
 )
 from toa.testing.sim_context import SimulatedContext, simulated_prompts
 from toa.testing.world import AgentProfile, World
-from toa.types import Completion, Message, Prompt
+from toa.types import Prompt
 
 
 async def test_width_below_the_number_of_agents_is_rejected_naming_both(
@@ -173,17 +172,6 @@ async def test_a_run_ends_when_every_agent_is_unavailable(helps: World, prompt: 
     check_tree(tree, budget=6)
     assert all((n.error or "").startswith("AgentUnavailableError") for n in tree.responses())
     assert tree.best() is None
-
-
-class DeadAgentContext(SimulatedContext):
-    """agent_a reports itself available but every call to it fails."""
-
-    async def generate(
-        self, agent: str, messages: Sequence[Message], *, node_id: int
-    ) -> Completion:
-        if agent == "agent_a":
-            raise ServerError("dead", agent=agent, status=503)
-        return await super().generate(agent, messages, node_id=node_id)
 
 
 async def test_a_failing_agent_does_not_swallow_the_budget(helps: World) -> None:

@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
+from toa.errors import ServerError
 from toa.search import SearchTree
+from toa.testing.sim_context import SimulatedContext
+from toa.types import Completion, Message
 
 T = TypeVar("T")
 
@@ -72,3 +75,14 @@ def check_round_trip(tree: SearchTree) -> None:
     assert again == tree
     assert again.to_dict() == tree.to_dict()
     assert [n.children for n in again.nodes] == [n.children for n in tree.nodes]
+
+
+class DeadAgentContext(SimulatedContext):
+    """agent_a reports itself available but every call to it fails."""
+
+    async def generate(
+        self, agent: str, messages: Sequence[Message], *, node_id: int
+    ) -> Completion:
+        if agent == "agent_a":
+            raise ServerError("dead", agent=agent, status=503)
+        return await super().generate(agent, messages, node_id=node_id)

@@ -56,7 +56,6 @@ __all__ = [
     "Prior",
     "evidence_from_tree",
     "load_prior",
-    "percentile",
     "rank_evidence",
     "reward_spread",
 ]
@@ -374,13 +373,6 @@ def evidence_from_tree(tree: SearchTree) -> Prior:
                 aggregate[node.agent] = aggregate.get(node.agent, ArmCounts()) + one
         best = reward if best is None else max(best, reward)
     return Prior(tree.agents, 1, fresh, refine, pairs, aggregate)
-
-
-def percentile(value: float, pool: Sequence[float]) -> float:
-    """Mid-rank percentile of `value` in the sorted `pool` (which holds it), in (0, 1)."""
-    below = bisect.bisect_left(pool, value)
-    equal = bisect.bisect_right(pool, value) - below
-    return (below + 0.5 * equal) / len(pool)
 
 
 def rank_evidence(value: float, pool: Sequence[float]) -> tuple[float, float]:
