@@ -50,8 +50,8 @@ from toa.config import RunSettings, parse_config
 from toa.demo import agent_config, tally
 from toa.engine.context import Compute
 from toa.engine.runner import run
-from toa.engine.store import RunStore
 from toa.errors import InputError, TOAError
+from toa.store.run_store import RunStore
 from toa.types import SamplingParams
 
 ROOT = Path(__file__).resolve().parent.parent

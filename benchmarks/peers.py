@@ -65,9 +65,9 @@ from toa.search import (
     normalise_by_rank,
     refine_messages,
 )
-from toa.search._steps import generate_into, score_into
 from toa.search.context import check_budget
 from toa.search.priors import Prior
+from toa.search.steps import generate_into, score_into
 from toa.search.tree import ROOT_ID
 from toa.types import Message, Prompt
 

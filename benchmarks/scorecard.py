@@ -356,7 +356,7 @@ async def real(args: argparse.Namespace) -> int:
     seed_prior = out / "calibration_priors.json"
     if not seed_prior.exists():
         from toa.engine.runner import learned_prior
-        from toa.engine.store import RunStore
+        from toa.store.run_store import RunStore
 
         names = tuple(a["name"] for a in sections["agents"])
         with RunStore.open_readonly(out / "calibration" / "store.sqlite") as store:

@@ -228,7 +228,7 @@ def test_options_are_checked() -> None:
 
 
 def test_the_cli_defaults_are_the_options_defaults() -> None:
-    from toa._cli_demo import _DEFAULTS
+    from toa.cli.demo import DEFAULTS as _DEFAULTS
 
     defaults = DemoOptions()
     assert {name: getattr(defaults, name) for name in _DEFAULTS} == _DEFAULTS

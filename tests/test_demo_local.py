@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from toa.cli import app
-from toa.engine.store import RunStore
+from toa.store.run_store import RunStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 

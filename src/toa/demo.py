@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING, Any
 from toa.agents.spec import AgentSpec
 from toa.config import RunSettings, parse_config
 from toa.engine.runner import ProgressSink, RunReport, run
-from toa.engine.store import RunStore
 from toa.errors import ConfigError
 from toa.export import DPOOptions, ExportReport, SFTOptions, export_run
+from toa.store.run_store import RunStore
 
 if TYPE_CHECKING:
     from toa.testing import FakeServer
@@ -347,7 +347,7 @@ def _settings(
 
 def _variant(settings: RunSettings, options: DemoOptions, strategy: dict[str, Any]) -> RunSettings:
     """`settings` with another strategy section, on the demo's shared generation cache."""
-    data = settings.config.model_dump(mode="json", exclude_none=True)
+    data = settings.config_dict()
     data["strategy"] = strategy
     data["runner"]["cache"] = str(options.cache_path.resolve())
     return parse_config(data, source=settings.source)

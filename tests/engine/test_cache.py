@@ -16,13 +16,13 @@ import pytest
 
 from toa.agents import AgentPool
 from toa.agents.spec import AgentSpec, RetryPolicy
-from toa.config import parse_config
-from toa.engine.cache import CachedGeneration, GenerationCache
+from toa.config import parse_config, with_overrides
 from toa.engine.context import Compute, PromptContext, request_hash
 from toa.engine.runner import run
-from toa.engine.store import RunStore
 from toa.errors import InputError, ServerError, StoreError
 from toa.rewards import SimulatedReward
+from toa.store.cache import CachedGeneration, GenerationCache
+from toa.store.run_store import RunStore
 from toa.testing import FakeServer, Faults
 from toa.types import Completion, Message, Prompt, Usage
 
@@ -334,9 +334,9 @@ async def test_resume_with_a_cache_never_pays_twice_and_replays_from_the_store(
 
 async def test_the_cache_setting_may_change_on_resume(tmp_path: Path) -> None:
     base = settings("http://127.0.0.1:9/v1", None, "toa", 4)
-    assert base.config.runner.cache is None
-    with_cache = base.with_overrides(cache=str(tmp_path / "c.sqlite"))  # `toa run --cache`
-    assert with_cache.config.runner.cache == str(tmp_path / "c.sqlite")
+    assert base.runner.cache is None
+    with_cache = with_overrides(base, cache=str(tmp_path / "c.sqlite"))  # `toa run --cache`
+    assert with_cache.runner.cache == str(tmp_path / "c.sqlite")
     assert with_cache.budget == 4
 
     inputs = write_prompts(tmp_path / "p.jsonl", 4)

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from toa.cli import app
-from toa.config import load_config, parse_config
+from toa.config import load_config, parse_config, with_overrides
 from toa.errors import ConfigError
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "config.yaml"
@@ -172,10 +172,10 @@ def test_overrides_revalidate(tmp_path: Path) -> None:
     settings = load_config(
         write(tmp_path, GOOD.replace("  budget: 8\n", "  budget: 8\n  alpha: 0.2\n"))
     )
-    other = settings.with_overrides(strategy="ensemble", budget=4)
+    other = with_overrides(settings, strategy="ensemble", budget=4)
     assert (other.strategy.name, other.budget) == ("ensemble", 4)  # toa settings dropped
-    assert settings.with_overrides() is settings
-    assert settings.with_overrides(budget=3).budget == 3
+    assert with_overrides(settings) is settings
+    assert with_overrides(settings, budget=3).budget == 3
 
 
 @pytest.fixture
@@ -212,6 +212,33 @@ def test_cli_config_error_exit_code_2(tmp_path: Path, keep_logging: None) -> Non
     assert result.exit_code == 2
     assert "agents.0.mode" in result.output
     assert f"{path}:5" in result.output
+    assert not (tmp_path / "run").exists()
+
+
+def test_breaker_cooldowns_out_of_order_is_a_config_error_with_its_line(
+    tmp_path: Path, keep_logging: None
+) -> None:
+    path = write(
+        tmp_path,
+        GOOD.replace(
+            "    mode: chat\n",
+            "    mode: chat\n    breaker: {cooldown_s: 100, max_cooldown_s: 10}\n",
+        ),
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert f"{path}:6" in message
+    assert "agents.0.breaker" in message
+    assert "max_cooldown_s (10) must be >= cooldown_s (100)" in message
+    prompts = tmp_path / "p.jsonl"
+    prompts.write_text('{"id": 1, "prompt": "hi"}\n', encoding="utf-8")
+    result = CliRunner().invoke(
+        app, ["run", "-c", str(path), "-i", str(prompts), "-o", str(tmp_path / "run")],
+        env={"COLUMNS": "400"},
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
     assert not (tmp_path / "run").exists()
 
 

@@ -24,9 +24,9 @@ from toa.engine.context import (
     request_hash,
     request_key,
 )
-from toa.engine.store import CallRecord, RunStore, StoreReader
 from toa.errors import AgentUnavailableError, ServerError
 from toa.rewards import SimulatedReward
+from toa.store.run_store import CallRecord, RunStore, StoreReader
 from toa.testing import FakeServer, Faults
 from toa.types import Message, Prompt, Score, ScoreFailure
 

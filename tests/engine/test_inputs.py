@@ -18,9 +18,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from toa.engine import inputs
-from toa.engine.inputs import read_prompts
 from toa.errors import ConfigError, InputError
+from toa.inputs import readers as inputs
+from toa.inputs.readers import read_prompts
 from toa.types import Message, Prompt
 
 ROWS: list[dict[str, Any]] = [

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from toa.config import parse_config
-from toa.engine.manifest import build_manifest, check_resumable
 from toa.errors import ConfigError
+from toa.store.manifest import build_manifest, check_resumable
 
 
 def manifest(**strategy: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from toa.engine.store import (
+from toa.store.run_store import (
     SCHEMA_VERSION,
     CallRecord,
     RewardRecord,
@@ -151,7 +151,7 @@ def test_waiter_loop_closed_before_commit(store: RunStore) -> None:
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from toa.engine.store import CallRecord, RunStore
+    from toa.store.run_store import CallRecord, RunStore
 
     async def main() -> None:
         store = RunStore(sys.argv[1])

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from toa.config import parse_config
-from toa.engine.manifest import MANIFEST_NAME
 from toa.engine.runner import STORE_NAME, RunReport, run
-from toa.engine.store import CallRecord, ResultStatus, RunStore
+from toa.store.manifest import MANIFEST_NAME
+from toa.store.run_store import CallRecord, ResultStatus, RunStore
 from toa.testing import FakeServer
 
 AGENTS = ("agent_a", "agent_b", "agent_c")

@@ -19,11 +19,11 @@ from export_helpers import (
     write_prompts,
 )
 
-from toa.engine.store import RunStore
 from toa.errors import ConfigError, StoreError
 from toa.export import DPOOptions, ExportError, SFTOptions, export_run
 from toa.export.records import Converted
 from toa.export.report import Tally
+from toa.store.run_store import RunStore
 from toa.testing import FakeServer
 
 

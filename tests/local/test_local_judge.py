@@ -32,7 +32,6 @@ from toa.local import (
 )
 from toa.local.assemble import locate_parts
 from toa.local.procs import pid_alive
-from toa.rewards.factory import build_reward
 from toa.rewards.judge import JudgeReward
 from toa.types import Prompt
 
@@ -84,7 +83,7 @@ async def test_real_judge_from_the_printed_config_prefers_the_right_answer() -> 
             "templates": {"task": "math"},
         }
         settings = parse_config(data, source="toa models config")
-        reward = build_reward(settings.config.reward, {a.name: a for a in settings.agents})
+        reward = settings.build_reward()
         assert isinstance(reward, JudgeReward)
         prompt = Prompt.from_text("marbles", QUESTION, gold_answer="11")
         scores, seconds = [], []

@@ -31,7 +31,6 @@ from toa.local import (
     start_servers,
     user_model,
 )
-from toa.rewards.factory import build_reward
 from toa.rewards.judge import JudgeReward
 from toa.types import Prompt, SamplingParams
 
@@ -105,7 +104,7 @@ def test_sections_make_the_three_agents_and_a_label_free_judge() -> None:
     assert gemma.sampling.stop == GEMMA_MATH_STOP
     assert gemma.prompt_template == get_model("gemma3-270m").prompt_template
 
-    reward_model = build_reward(settings.config.reward, {a.name: a for a in settings.agents})
+    reward_model = settings.build_reward()
     assert isinstance(reward_model, JudgeReward)
     prompt = Prompt.from_text("p", "What is 2 + 2?", gold_answer=GOLD, reference=GOLD)
     assert GOLD not in reward_model.render("yes_no", prompt, "4")
@@ -165,11 +164,11 @@ def _without_urls(node: Any) -> Any:
 
 def test_the_example_config_is_what_toa_models_config_prints() -> None:
     settings = load_config(EXAMPLE)
-    config = settings.config
-    assert config.strategy.name == "toa"
-    assert config.templates.task == "math"
-    assert config.reward.type == "judge"
-    assert config.reward.reference_fields == ()
+    config = settings.config_data
+    assert config["strategy"]["name"] == "toa"
+    assert config["templates"]["task"] == "math"
+    assert config["reward"]["type"] == "judge"
+    assert config["reward"]["reference_fields"] == []
     data = yaml.safe_load(EXAMPLE.read_text(encoding="utf-8"))
     printed = config_sections(_all_four(), sampling=SamplingParams(0.7, max_tokens=320))
     for key in ("agents", "reward"):
@@ -212,7 +211,7 @@ async def test_models_config_prints_a_config_the_judge_reward_runs_on(
         fake_servers[name].base_url for name in DEFAULT_MODELS
     ]
     assert {a.sampling.max_tokens for a in settings.agents} == {100}
-    reward = build_reward(settings.config.reward, {a.name: a for a in settings.agents})
+    reward = settings.build_reward()
     assert isinstance(reward, JudgeReward)
     try:
         prompt = Prompt.from_text("p", "What is 2 + 2?", gold_answer="4")

@@ -608,7 +608,7 @@ def test_serve_writes_port_file_and_stops_on_signal(tmp_path: Path, signum: int)
     port_file = tmp_path / "port"
     code = (
         "import logging; logging.basicConfig(level=logging.INFO);"
-        "from toa.testing.server import serve;"
+        "from toa.testing.serve import serve;"
         f"serve(port=0, agents='writer,agent_c', seed=3, port_file={str(port_file)!r})"
     )
     with subprocess.Popen(

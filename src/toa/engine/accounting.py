@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["AgentCompute", "Compute", "Price"]
+__all__ = ["AgentCompute", "Compute"]
 
 
 @dataclass(slots=True)
@@ -78,11 +78,3 @@ class Compute:
             "wall_s": round(self.wall_s, 3),
             "by_agent": {name: c.to_dict() for name, c in self.by_agent.items()},
         }
-
-
-@dataclass(frozen=True, slots=True)
-class Price:
-    """US dollars per million prompt / completion tokens."""
-
-    prompt_usd_per_mtok: float = 0.0
-    completion_usd_per_mtok: float = 0.0

@@ -39,21 +39,21 @@ from dataclasses import replace
 
 from toa.agents import AgentPool
 from toa.agents.spec import AgentSpec
-from toa.engine._records import (
-    _failed_record,
-    _ok_record,
-    _replayed_score,
-    _text_hash,
+from toa.engine.accounting import AgentCompute, Compute
+from toa.errors import AgentError, AgentUnavailableError, ReplayedFailure
+from toa.rewards.base import RewardModel
+from toa.settings import Price
+from toa.store.cache import CachedGeneration, GenerationCache
+from toa.store.records import (
     call_seed,
+    failed_record,
+    ok_record,
+    replayed_score,
     request_hash,
     request_key,
+    text_hash,
 )
-from toa.engine.accounting import AgentCompute, Compute
-from toa.engine.accounting import Price as Price
-from toa.engine.cache import CachedGeneration, GenerationCache
-from toa.engine.store import CallRecord, RewardRecord, RunStore
-from toa.errors import AgentError, AgentUnavailableError
-from toa.rewards.base import RewardModel
+from toa.store.run_store import CallRecord, RewardRecord, RunStore
 from toa.types import (
     Completion,
     Message,
@@ -68,15 +68,10 @@ __all__ = [
     "AgentCompute",
     "Compute",
     "PromptContext",
-    "ReplayedFailure",
     "call_seed",
     "request_hash",
     "request_key",
 ]
-
-
-class ReplayedFailure(AgentError):
-    """A failure stored by an earlier run of this call, replayed on resume."""
 
 
 class PromptContext:
@@ -144,10 +139,10 @@ class PromptContext:
             completion = await client.generate(messages, sampling=sampling)
         except AgentError as error:
             self._count_failure(agent)
-            self._store_call(_failed_record(self.prompt.id, node_id, agent, key, error, started))
+            self._store_call(failed_record(self.prompt.id, node_id, agent, key, error, started))
             raise
         self._count(client.spec, completion.usage)
-        self._store_call(_ok_record(self.prompt.id, node_id, key, completion, started))
+        self._store_call(ok_record(self.prompt.id, node_id, key, completion, started))
         if self._cache is not None:
             self._cache.put(key, completion)
         return completion
@@ -178,7 +173,7 @@ class PromptContext:
         )
         self.compute.cached_calls += 1
         self._count(spec, completion.usage)
-        record = _ok_record(self.prompt.id, node_id, hit.request_hash, completion, time.time())
+        record = ok_record(self.prompt.id, node_id, hit.request_hash, completion, time.time())
         self._store_call(record)
         return completion
 
@@ -189,8 +184,8 @@ class PromptContext:
         todo: list[int] = []
         for i, (text, node_id) in enumerate(zip(responses, node_ids, strict=True)):
             stored = self._stored_rewards.get(node_id)
-            if stored is not None and stored.response_hash == _text_hash(text):
-                results[i] = _replayed_score(stored)
+            if stored is not None and stored.response_hash == text_hash(text):
+                results[i] = replayed_score(stored)
             else:
                 todo.append(i)
         if todo:
@@ -296,7 +291,7 @@ class PromptContext:
                 RewardRecord(
                     prompt_id=self.prompt.id,
                     node_id=node_id,
-                    response_hash=_text_hash(text),
+                    response_hash=text_hash(text),
                     ok=not failed,
                     score=None if isinstance(score, ScoreFailure) else float(score),
                     error=score.message if isinstance(score, ScoreFailure) else None,

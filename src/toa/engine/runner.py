@@ -25,17 +25,16 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from toa.agents import AgentPool
-from toa.config import RunSettings
-from toa.engine.cache import GenerationCache
-from toa.engine.context import Compute, Price, PromptContext
-from toa.engine.inputs import read_prompts
-from toa.engine.manifest import build_manifest, check_resumable, read_manifest, write_manifest
+from toa.engine.context import Compute, PromptContext
 from toa.engine.results import failed_result, tree_result
-from toa.engine.store import RunStore, StoreReader
 from toa.errors import InputError, RunLockedError
+from toa.inputs.readers import read_prompts
 from toa.rewards import RewardModel
-from toa.rewards.factory import build_reward as make_reward
 from toa.search.priors import Prior, evidence_from_tree
+from toa.settings import RunSettings
+from toa.store.cache import GenerationCache
+from toa.store.manifest import build_manifest, check_resumable, read_manifest, write_manifest
+from toa.store.run_store import RunStore, StoreReader
 from toa.types import Prompt
 
 __all__ = [
@@ -87,7 +86,7 @@ class RunReport:
 
 def build_reward(settings: RunSettings) -> RewardModel:
     """The reward model the configuration names (one instance for the whole run)."""
-    return make_reward(settings.config.reward, {a.name: a for a in settings.agents})
+    return settings.build_reward()
 
 
 @contextlib.contextmanager
@@ -174,11 +173,7 @@ class _Run:
         self.results = results
         self.progress = progress
         self.report = RunReport(run_dir=run_dir)
-        self.prices = {
-            a.name: Price(a.price.prompt_usd_per_mtok, a.price.completion_usd_per_mtok)
-            for a in settings.config.agents
-            if a.price is not None
-        }
+        self.prices = dict(settings.prices)
         self.learned = learned_prior(store, tuple(a.name for a in settings.agents))
         if settings.prior_source == "online" and settings.prior is not None:
             self.learned = settings.prior + self.learned  # a starting point, then the run's own
@@ -281,7 +276,7 @@ async def run(
 
     Finished prompts found in the run's store are skipped; unfinished ones replay their stored
     calls. With `runner.cache` set, generations are also looked up in (and written to) that
-    generation cache, shared across runs (see `toa.engine.cache`). Setting `stop` ends the run
+    generation cache, shared across runs (see `toa.store.cache`). Setting `stop` ends the run
     cleanly (in-flight prompts are abandoned, everything finished is kept, the report says
     `interrupted`); cancelling the task propagates as usual.
     Raises `ConfigError` when the directory holds a run made with different settings, and
@@ -292,8 +287,8 @@ async def run(
         store = RunStore(run_dir / STORE_NAME)
         cache: GenerationCache | None = None
         try:
-            if settings.config.runner.cache is not None:
-                cache = GenerationCache(settings.config.runner.cache)
+            if settings.runner.cache is not None:
+                cache = GenerationCache(settings.runner.cache)
             rebuild_results(run_dir, store)
             return await _run_in(
                 settings, run_dir, store, input_path, prompt_field, limit, progress, stop, cache
@@ -374,7 +369,7 @@ def _releaser(
 
 async def _feed(state: _Run, input_path: Path, prompt_field: str | None, limit: int | None) -> None:
     """Stream the input, start prompts under the in-flight bound, wait for them all."""
-    slots = asyncio.Semaphore(state.settings.config.runner.prompts_in_flight)
+    slots = asyncio.Semaphore(state.settings.runner.prompts_in_flight)
     tasks: set[asyncio.Task[None]] = set()
     try:
         for item in read_prompts(input_path, prompt_field=prompt_field, limit=limit):

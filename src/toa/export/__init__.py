@@ -7,8 +7,8 @@ writes ``.jsonl``, ``.parquet`` or a Hugging Face `datasets` directory, with a d
 
 from __future__ import annotations
 
+from toa.errors import ExportError
 from toa.export.dpo import DPOOptions, IfShort, dpo_columns, to_dpo_pairs
-from toa.export.errors import ExportError
 from toa.export.exporter import export_run
 from toa.export.filters import Dedupe, normalise_text
 from toa.export.options import make_options

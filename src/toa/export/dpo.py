@@ -28,7 +28,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from toa.export.errors import ExportError, check_finite
+from toa.errors import ExportError
+from toa.export.checks import check_finite
 from toa.export.filters import Dedupe, dedupe, dedupe_key, length_ratio
 from toa.export.records import (
     Candidate,

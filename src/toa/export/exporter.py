@@ -15,16 +15,16 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from toa.engine.manifest import read_manifest
 from toa.engine.runner import STORE_NAME
-from toa.engine.store import RunStore
+from toa.errors import ExportError
 from toa.export.card import card_path, render_card
 from toa.export.dpo import DPOOptions, dpo_columns, to_dpo_pairs
-from toa.export.errors import ExportError
 from toa.export.records import Column, Converted
 from toa.export.report import ExportFormat, ExportReport, Tally
 from toa.export.sft import SFTOptions, sft_columns, to_sft_rows
 from toa.export.writers import RowWriter, check_output, writing
+from toa.store.manifest import read_manifest
+from toa.store.run_store import RunStore
 
 __all__ = ["export_run"]
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import cast
 
+from toa.errors import ExportError
 from toa.export.dpo import DPOOptions, IfShort
-from toa.export.errors import ExportError
 from toa.export.filters import Dedupe
 from toa.export.report import ExportFormat
 from toa.export.sft import SFTLayout, SFTOptions

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from toa.export.errors import ExportError, check_finite
+from toa.errors import ExportError
+from toa.export.checks import check_finite
 from toa.export.records import (
     Column,
     Converted,

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal, Protocol
 
-from toa.export.errors import ExportError
+from toa.errors import ExportError
 from toa.export.records import Column, ColumnKind
 
 __all__ = ["OutputKind", "RowWriter", "check_output", "output_kind", "writing"]

@@ -19,13 +19,13 @@ bundled judge (served with log-probabilities, the label-free `judge` reward).
 
 from __future__ import annotations
 
-from toa.local.assemble import PackageLocator, ensure_model, ensure_models
-from toa.local.errors import (
+from toa.errors import (
     LocalModelError,
     ModelHashMismatchError,
     ModelPackageMissingError,
     ServerStartError,
 )
+from toa.local.assemble import PackageLocator, ensure_model, ensure_models
 from toa.local.paths import cache_dir, state_dir
 from toa.local.registry import (
     BUNDLED_MODELS,

@@ -23,8 +23,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from toa.errors import ConfigError
-from toa.local.errors import LocalModelError, ModelHashMismatchError, ModelPackageMissingError
+from toa.errors import (
+    ConfigError,
+    LocalModelError,
+    ModelHashMismatchError,
+    ModelPackageMissingError,
+)
 from toa.local.paths import cache_dir as default_cache_dir
 from toa.local.registry import ModelEntry, ModelRefs, PackagePart, resolve_models
 

@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from toa.local.errors import LocalModelError
+from toa.errors import LocalModelError
 
 __all__ = [
     "fetch_model_ids",

@@ -23,8 +23,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from toa.errors import LocalModelError, ServerStartError
 from toa.local.assemble import PackageLocator, ensure_model
-from toa.local.errors import LocalModelError, ServerStartError
 from toa.local.paths import state_dir as default_state_dir
 from toa.local.procs import (
     fetch_model_ids,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from toa.errors import ModelPackageMissingError
 from toa.local.assemble import (
     PackageLocator,
     file_sha256,
@@ -17,7 +18,6 @@ from toa.local.assemble import (
     locate_parts,
     target_path,
 )
-from toa.local.errors import ModelPackageMissingError
 from toa.local.paths import cache_dir as default_cache_dir
 from toa.local.registry import BUNDLED_MODELS, ModelEntry, ModelRefs, resolve_models
 from toa.local.state import ServerState, read_server

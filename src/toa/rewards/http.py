@@ -3,7 +3,7 @@
 Every request goes through `toa.agents.AgentClient.post_json` (replicas, concurrency limit,
 timeouts, retries with backoff, circuit breakers). ``base_url`` is the server ROOT (e.g.
 ``http://127.0.0.1:8000``, no ``/v1``): vLLM serves these endpoints there. Protocols and the
-shapes sent and read (built and parsed in `toa.rewards._reward_shapes`, with the sources):
+shapes sent and read (built and parsed in `toa.rewards.shapes`, with the sources):
 
 * ``vllm-classify`` ``POST /classify``: ``{"model", "input": [text, ...]}`` (or, with
   ``input_format: messages``, one ``{"model", "messages": [...]}`` per response) ->
@@ -37,7 +37,7 @@ composes with `toa.rewards.batching.BatchingReward` (`score_batch` takes items o
 Failures: a request that failed after the client's retries, and a reply that is malformed (wrong
 length, missing field, not a finite number), give each response it carried a `ScoreFailure`
 naming the cause; never a made-up score. The server settings this config extends
-(`EndpointSettings`, retries, circuit breaker) and `LazyClient` are in `toa.rewards._endpoint`.
+(`EndpointSettings`, retries, circuit breaker) and `LazyClient` are in `toa.rewards.endpoint`.
 """
 
 from __future__ import annotations
@@ -50,8 +50,8 @@ from pydantic import Field, model_validator
 
 from toa.agents.client import AgentClient
 from toa.errors import AgentError
-from toa.rewards._endpoint import BreakerSettings, EndpointSettings, LazyClient, RetrySettings
-from toa.rewards._reward_shapes import (
+from toa.rewards.endpoint import BreakerSettings, EndpointSettings, LazyClient, RetrySettings
+from toa.rewards.shapes import (
     Item,
     MalformedReply,
     build_jobs,

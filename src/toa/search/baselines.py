@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from toa.errors import ConfigError
-from toa.search._steps import generate_all, generate_into, score_into
 from toa.search.context import SearchContext, check_budget, derive_rng
 from toa.search.normalise import normalise_by_rank
 from toa.search.priors import Prior
+from toa.search.steps import generate_all, generate_into, score_into
 from toa.search.templates import Templates, fresh_messages, refine_messages
 from toa.search.tree import ROOT_ID, SearchTree
 from toa.types import Prompt

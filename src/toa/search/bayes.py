@@ -45,18 +45,16 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 from toa.errors import ConfigError, TOAError
-from toa.search._steps import record_score
 from toa.search.context import derive_rng
+from toa.search.plays import Play, TOAConfig
 from toa.search.priors import COLD_GAIN, Prior, rank_evidence, reward_spread
+from toa.search.steps import record_score
 from toa.search.templates import Templates, aggregate_messages, fresh_messages, refine_messages
 from toa.search.tree import ROOT_ID, SearchTree
 from toa.types import Prompt, Score
-
-if TYPE_CHECKING:
-    from toa.search.toa import Play, TOAConfig
 
 __all__ = ["AGGREGATE_WIDTH", "HORIZON_POWER", "BayesState", "Belief", "Kind", "Params"]
 
@@ -238,7 +236,6 @@ class BayesState:
 
     def start_play(self, is_available: Callable[[str], bool]) -> Play:
         """Choose an action by Thompson sampling and add its pending response."""
-        from toa.search.toa import Play
 
         if self.done:
             raise TOAError(f"toa: all {self.budget} plays have already started")

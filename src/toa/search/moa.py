@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 from toa.errors import ConfigError
-from toa.search._steps import Request, generate_all, score_into
 from toa.search.baselines import new_tree
 from toa.search.context import SearchContext, check_budget, derive_rng
 from toa.search.normalise import normalise_by_rank
 from toa.search.priors import Prior
+from toa.search.steps import Request, generate_all, score_into
 from toa.search.templates import Templates, aggregate_messages, fresh_messages
 from toa.search.tree import ROOT_ID, SearchTree
 from toa.types import Prompt

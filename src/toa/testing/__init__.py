@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from toa.testing.server import (
-    FakeServer,
-    Faults,
-    ReceivedRequest,
-    build_world,
-    running_in_thread,
-    serve,
-)
+from toa.testing.serve import build_world, running_in_thread, serve
+from toa.testing.server import FakeServer, Faults, ReceivedRequest
 from toa.testing.sim_context import SimulatedContext, simulated_prompts
 from toa.testing.world import (
     AgentProfile,

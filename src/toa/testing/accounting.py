@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from toa.testing._protocol import KINDS, Call
+from toa.testing.protocol import KINDS, Call
 
 __all__ = ["ReceivedRequest"]
 

@@ -32,7 +32,7 @@ from typing import Final, Literal, NoReturn
 
 from aiohttp import web
 
-from toa.testing._protocol import Call, error_response
+from toa.testing.protocol import Call, error_response
 
 __all__ = ["CONTEXT_LENGTH_TOKENS", "FAULT_KINDS", "Faults"]
 

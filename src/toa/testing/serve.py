@@ -15,15 +15,11 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from toa.testing.faults import Faults
+from toa.testing.server import FakeServer, Latency
 from toa.testing.world import World, judge_profile
-
-if TYPE_CHECKING:
-    # `toa.testing.server` re-exports this module's names, so the server is imported only
-    # when a function here needs it.
-    from toa.testing.server import FakeServer, Latency
 
 __all__ = ["build_world", "running_in_thread", "serve"]
 
@@ -95,7 +91,6 @@ def running_in_thread(
     starts and closed when it ends. `stats`, `requests`, `set_faults` and the other controls may
     be used from the calling thread.
     """
-    from toa.testing.server import FakeServer
 
     server = FakeServer(world, **kwargs)
     state = _Thread()
@@ -157,7 +152,6 @@ def serve(
         port_file: when given, the bound port is written there (atomically, with a newline) once
             the server listens, so a parent process can find it.
     """
-    from toa.testing.server import FakeServer
 
     world = build_world(world_name, agents, seed, judges)
     server = FakeServer(

@@ -2,9 +2,8 @@
 
 `FakeServer` is an aiohttp server on loopback that answers OpenAI requests with the responses of a
 `toa.testing.world.World`, so the real HTTP client and the search can be tested and benchmarked
-end to end, exactly and deterministically. `serve` runs one from the command line
-(``toa fake-server``); `running_in_thread` runs one for synchronous code (both in
-`toa.testing.serve`, and importable from here).
+end to end, exactly and deterministically. `toa.testing.serve` runs one from the command line
+(``toa fake-server``) or in a thread for synchronous code.
 
 Endpoints:
 
@@ -24,7 +23,7 @@ Endpoints:
   request asks for log-probabilities (chat: ``"logprobs": true`` and ``"top_logprobs": k``;
   completions: ``"logprobs": k``; k in 0..20, else HTTP 400) the choice carries them in OpenAI's
   chat / completions shape, with logprob("Yes") = log(q) and logprob("No") = log(1 - q) for the
-  first token of a yes/no verdict (`toa.testing._protocol.judge_body`); otherwise
+  first token of a yes/no verdict (`toa.testing.protocol.judge_body`); otherwise
   ``"logprobs": null``. Other agents ignore ``logprobs`` (always null) as before.
 * ``GET /stats``: the same dictionary as `FakeServer.stats` (below).
 
@@ -93,18 +92,6 @@ from typing import Any, Final
 
 from aiohttp import web
 
-from toa.testing._protocol import (
-    JUDGE_KIND,
-    KINDS,
-    Call,
-    Rejected,
-    completion_body,
-    json_object,
-    judge_body,
-    models_body,
-    parse_call,
-    rejection_response,
-)
 from toa.testing.accounting import Ledger, ReceivedRequest
 from toa.testing.faults import (
     CONTEXT_LENGTH_TOKENS,
@@ -116,7 +103,18 @@ from toa.testing.faults import (
     drop,
     fault_response,
 )
-from toa.testing.serve import build_world, running_in_thread, serve
+from toa.testing.protocol import (
+    JUDGE_KIND,
+    KINDS,
+    Call,
+    Rejected,
+    completion_body,
+    json_object,
+    judge_body,
+    models_body,
+    parse_call,
+    rejection_response,
+)
 from toa.testing.world import World, judge_verdict
 
 __all__ = [
@@ -125,9 +123,6 @@ __all__ = [
     "FakeServer",
     "Faults",
     "ReceivedRequest",
-    "build_world",
-    "running_in_thread",
-    "serve",
 ]
 
 logger = logging.getLogger(__name__)

@@ -59,6 +59,13 @@ import struct
 from dataclasses import dataclass, field
 from typing import Literal
 
+from toa.rewards.simulated import (
+    QUALITY_MARKER_RE,
+    decode_quality,
+    encode_quality,
+    qualities_in,
+)
+
 __all__ = [
     "FAMILY_MARKER_RE",
     "JUDGE_SCORE_REQUEST_RE",
@@ -76,7 +83,6 @@ __all__ = [
     "qualities_in",
 ]
 
-QUALITY_MARKER_RE = re.compile(r"\[\[toa-q=([01]\.\d{6})\]\]")
 FAMILY_MARKER_RE = re.compile(r"\[\[toa-family=(\d+)\]\]")
 JUDGE_SCORE_REQUEST_RE = re.compile(r"\b1\s*(?:-|–|to)\s*10\b", re.IGNORECASE)
 """A judge request that matches asks for a 1-10 score; any other asks Yes or No."""
@@ -116,22 +122,6 @@ _FILLER = tuple(
         "out",
     ]
 )
-
-
-def encode_quality(q: float) -> str:
-    """The marker that carries hidden quality q (clipped to [0, 1], six decimals)."""
-    return f"[[toa-q={min(1.0, max(0.0, q)):.6f}]]"
-
-
-def qualities_in(text: str) -> list[float]:
-    """Every quality marker found in `text`, in order."""
-    return [float(m) for m in QUALITY_MARKER_RE.findall(text)]
-
-
-def decode_quality(text: str) -> float | None:
-    """The hidden quality of a response (its last marker), or None when it carries none."""
-    found = qualities_in(text)
-    return found[-1] if found else None
 
 
 def family_marker(family: int) -> str:

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from toa import __version__
-from toa.config import RunSettings
 from toa.errors import ConfigError
+from toa.settings import RunSettings
 
 __all__ = ["MANIFEST_NAME", "build_manifest", "check_resumable", "read_manifest", "write_manifest"]
 
@@ -65,7 +65,7 @@ def build_manifest(
         "config_hash": settings.config_hash(),
         "config_source": settings.source,
         "template_hashes": settings.templates.hashes(),
-        "strategy": settings.config.strategy.name,
+        "strategy": settings.strategy_name,
         "budget": settings.budget,
         "seed": settings.seed,
         "input": {"path": str(input_path.resolve()), "prompt_field": prompt_field},

@@ -37,7 +37,7 @@ that is not an object, no prompt, an empty prompt, a wrong type, a duplicate id 
 id was first used) or bytes that are not UTF-8. A UTF-8 byte order mark at the start is accepted.
 
 The JSONL, CSV and Parquet readers are here; the ``.json`` array reader is in
-`toa.engine._json_array`, and the row rules are applied by `toa.engine._rows`.
+`toa.inputs.json_array`, and the row rules are applied by `toa.inputs.rows`.
 """
 
 from __future__ import annotations
@@ -54,8 +54,9 @@ from io import BufferedIOBase
 from pathlib import Path
 from typing import Any
 
-from toa.engine._json_array import JsonArrayReader
-from toa.engine._rows import (
+from toa.errors import ConfigError, InputError
+from toa.inputs.json_array import JsonArrayReader
+from toa.inputs.rows import (
     DEFAULT_PROMPT_FIELDS,
     MESSAGES_FIELD,
     RawRow,
@@ -63,7 +64,6 @@ from toa.engine._rows import (
     escaped_not_utf8,
     not_utf8,
 )
-from toa.errors import ConfigError, InputError
 from toa.types import Prompt
 
 __all__ = ["DEFAULT_PROMPT_FIELDS", "MESSAGES_FIELD", "SUPPORTED_SUFFIXES", "read_prompts"]

@@ -1,6 +1,6 @@
 """The run store's writer thread: queued writes committed in groups, waiters woken after.
 
-`RunStore` (in `toa.engine.store`) owns the queue and the write connection; `_GroupWriter` is the
+`RunStore` (in `toa.store.run_store`) owns the queue and the write connection; `GroupWriter` is the
 thread's side of it: take a group of queued items, commit it in one transaction (retrying write by
 write when one statement fails), then settle every waiter on its own event loop.
 """
@@ -19,7 +19,7 @@ from typing import Any
 
 from toa.errors import StoreError
 
-logger = logging.getLogger("toa.engine.store")  # the store's own logger, as before the split
+logger = logging.getLogger("toa.store.run_store")  # the store's own logger, as before the split
 
 
 def _error_name(error: sqlite3.Error) -> str:
@@ -41,12 +41,12 @@ def _hint(error: sqlite3.Error) -> str:
     return "check the file and its disk, then resume the run (committed records are kept)"
 
 
-def _store_error(path: Path, doing: str, error: sqlite3.Error) -> StoreError:
+def store_error(path: Path, doing: str, error: sqlite3.Error) -> StoreError:
     return StoreError(f"run store {path}: could not {doing}: {error}; {_hint(error)}")
 
 
 @dataclass(slots=True)
-class _Write:
+class Write:
     """One queued statement and whoever waits for its commit (an asyncio future or an event)."""
 
     sql: str
@@ -59,7 +59,7 @@ class _Write:
 
 
 @dataclass(slots=True)
-class _Barrier:
+class Barrier:
     """Set once everything queued before it is committed (or has failed)."""
 
     event: threading.Event = field(default_factory=threading.Event)
@@ -68,7 +68,7 @@ class _Barrier:
 _STATEMENT_ERRORS = ("SQLITE_ERROR", "SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_TOOBIG")
 """Errors of one statement, not of the database: a group hitting one is retried write by write."""
 
-_Item = _Write | _Barrier | None  # None stops the writer
+WriteItem = Write | Barrier | None  # None stops the writer
 
 
 _Waiter = tuple[asyncio.Future[None], StoreError | None]
@@ -85,13 +85,13 @@ def _settle_futures(pairs: list[_Waiter]) -> None:
             future.set_exception(error)
 
 
-class _GroupWriter:
+class GroupWriter:
     """The writer thread's methods, mixed into `RunStore`, which sets these attributes."""
 
     path: Path
     commit_count: int
     _wconn: sqlite3.Connection
-    _queue: queue.SimpleQueue[_Item]
+    _queue: queue.SimpleQueue[WriteItem]
     _put_lock: threading.Lock
     _stopped: bool
     _group_max: int
@@ -103,9 +103,9 @@ class _GroupWriter:
             while not stop:
                 batch = self._take_group()
                 stop = batch[-1] is None
-                self._commit_group([i for i in batch if isinstance(i, _Write)])
+                self._commit_group([i for i in batch if isinstance(i, Write)])
                 for item in batch:
-                    if isinstance(item, _Barrier):
+                    if isinstance(item, Barrier):
                         item.event.set()
         finally:  # normally after close(); on a bug, no waiter may be left hanging
             with self._put_lock:
@@ -115,13 +115,13 @@ class _GroupWriter:
 
     def _abandon_queue(self) -> None:
         """Fail every write still queued and release every barrier (the writer has stopped)."""
-        writes: list[_Write] = []
+        writes: list[Write] = []
         while True:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(item, _Barrier):
+            if isinstance(item, Barrier):
                 item.event.set()
             elif item is not None:
                 item.error = StoreError(f"run store {self.path}: the writer stopped; not written")
@@ -130,7 +130,7 @@ class _GroupWriter:
             logger.error("run store %s: %d writes lost: the writer stopped", self.path, len(writes))
             self._notify(writes)
 
-    def _take_group(self) -> list[_Item]:
+    def _take_group(self) -> list[WriteItem]:
         """Block for one item, then gather more for up to `linger_s`, up to `group_max` records.
 
         The short linger turns a stream of single writes into fewer, larger transactions (each
@@ -138,14 +138,14 @@ class _GroupWriter:
         """
         batch = [self._queue.get()]
         deadline = time.monotonic() + self._linger_s
-        while isinstance(batch[-1], _Write) and len(batch) < self._group_max:
+        while isinstance(batch[-1], Write) and len(batch) < self._group_max:
             try:
                 batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
             except queue.Empty:
                 break
         return batch
 
-    def _commit_group(self, writes: list[_Write]) -> None:
+    def _commit_group(self, writes: list[Write]) -> None:
         """Commit `writes` in one transaction and wake their waiters.
 
         When a statement fails (a dropped table, a bad value) the group is retried one write per
@@ -171,12 +171,12 @@ class _GroupWriter:
                 write.error = StoreError(f"run store {self.path}: writer failed: {exc!r}")
         self._notify(writes)
 
-    def _fail(self, writes: list[_Write], exc: sqlite3.Error) -> None:
+    def _fail(self, writes: list[Write], exc: sqlite3.Error) -> None:
         for write in writes:
-            write.error = _store_error(self.path, f"write {write.label}", exc)
+            write.error = store_error(self.path, f"write {write.label}", exc)
         logger.error("%s (%d writes failed)", writes[0].error, len(writes))
 
-    def _transaction(self, writes: list[_Write]) -> None:
+    def _transaction(self, writes: list[Write]) -> None:
         conn = self._wconn
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -192,7 +192,7 @@ class _GroupWriter:
             raise
         self.commit_count += 1
 
-    def _notify(self, writes: list[_Write]) -> None:
+    def _notify(self, writes: list[Write]) -> None:
         """Wake every waiter: one call_soon_threadsafe per event loop, events set directly."""
         by_loop: dict[asyncio.AbstractEventLoop, list[_Waiter]] = {}
         for write in writes:

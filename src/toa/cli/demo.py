@@ -1,6 +1,6 @@
 """`toa demo`: the embedded default run, and how its outcome is printed.
 
-`toa.cli` registers `demo` on its app, after `fake-server`, so `toa --help` keeps its order.
+`toa.cli` registers `demo` on its app.
 """
 
 from __future__ import annotations
@@ -13,30 +13,30 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from toa._cli_common import _fail, _print_report, _run_with_interrupt, console
+from toa.cli.common import console, fail, print_report, run_with_interrupt
 from toa.errors import TOAError
 
 if TYPE_CHECKING:
     from toa.demo import DemoOptions, DemoResult, RunTotals
     from toa.engine.runner import ProgressSink
 
-_DEFAULTS = {"problems": 10, "budget": 4, "max_tokens": 256, "calibration_problems": 2}
+DEFAULTS = {"problems": 10, "budget": 4, "max_tokens": 256, "calibration_problems": 2}
 
 
 def demo(
     problems: Annotated[
         int,
         typer.Option(help="How many of the 20 shipped math problems to evaluate.", min=1, max=20),
-    ] = _DEFAULTS["problems"],
+    ] = DEFAULTS["problems"],
     budget: Annotated[
         int, typer.Option(help="Generations per problem, for the strategy and best-of-N.", min=1)
-    ] = _DEFAULTS["budget"],
+    ] = DEFAULTS["budget"],
     strategy: Annotated[
         str, typer.Option(help="toa, random, prs, ensemble, seq-refine or moa.")
     ] = "toa",
-    max_tokens: Annotated[
-        int, typer.Option(help="Completion tokens per call.", min=16)
-    ] = _DEFAULTS["max_tokens"],
+    max_tokens: Annotated[int, typer.Option(help="Completion tokens per call.", min=16)] = DEFAULTS[
+        "max_tokens"
+    ],
     calibration_problems: Annotated[
         int,
         typer.Option(
@@ -45,7 +45,7 @@ def demo(
             min=1,
             max=6,
         ),
-    ] = _DEFAULTS["calibration_problems"],
+    ] = DEFAULTS["calibration_problems"],
     out: Annotated[
         Path | None,
         typer.Option(help="Output directory (default: runs/demo-KIND-STRATEGY-bBUDGET)."),
@@ -78,7 +78,7 @@ def demo(
     try:
         result = _run_demo(options)
     except TOAError as error:
-        _fail(error)
+        fail(error)
     _print_demo(result, simulated=simulated)
     raise typer.Exit(result.exit_code)
 
@@ -90,7 +90,7 @@ class _Phases:
         self._stack = contextlib.ExitStack()
 
     def __call__(self, phase: str) -> ProgressSink:
-        from toa.progress import RichProgress
+        from toa.cli.progress import RichProgress
 
         self._stack.close()
         return self._stack.enter_context(RichProgress(console, description=phase))
@@ -114,7 +114,7 @@ def _run_demo(options: DemoOptions) -> DemoResult:
 
     phases = _Phases()
     try:
-        return _run_with_interrupt(start)
+        return run_with_interrupt(start)
     finally:
         phases.close()
 
@@ -124,14 +124,14 @@ def _print_demo(result: DemoResult, *, simulated: bool) -> None:
     choice = result.choice
     if choice is None:
         if result.calibration_report is not None:
-            _print_report(result.calibration_report)
+            print_report(result.calibration_report)
         console.print(
             "calibration did not finish: no strongest agent chosen yet; run the same command "
             "again to continue",
             highlight=False,
         )
         return
-    _print_report(result.report)
+    print_report(result.report)
     if result.problems:
         title = f"who found the answers under {result.strategy} ({result.problems} problems)"
         table = Table(title=title)

@@ -9,7 +9,7 @@ Durability: the file is in WAL mode with ``synchronous=NORMAL``. A write is conf
 being killed. A power loss or OS crash may lose the last few committed groups (NORMAL does not
 fsync each commit); a resume simply redoes those calls.
 
-Concurrency: one writer thread (`toa.engine._writer`) owns the write connection and commits
+Concurrency: one writer thread (`toa.store.writer`) owns the write connection and commits
 whatever is queued in one transaction ("group commit"), so thousands of concurrent writers cost
 few fsync-free commits.
 Reads go through a separate connection; WAL lets them run while the writer commits, and lets
@@ -33,9 +33,9 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
 
-from toa.engine._sqlite import configure, connect
-from toa.engine._writer import _Barrier, _GroupWriter, _Item, _store_error, _Write
 from toa.errors import StoreError
+from toa.store.sqlite import configure, connect
+from toa.store.writer import Barrier, GroupWriter, Write, WriteItem, store_error
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -189,7 +189,7 @@ class StoreReader:
                 uri, uri=True, isolation_level=None, check_same_thread=False
             )
         except sqlite3.Error as exc:
-            raise _store_error(self.path, "open it for reading", exc) from exc
+            raise store_error(self.path, "open it for reading", exc) from exc
         self._read_lock = threading.Lock()
         try:
             version = self.get_meta("schema_version")
@@ -210,7 +210,7 @@ class StoreReader:
             try:
                 return self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
-                raise _store_error(self.path, "read it", exc) from exc
+                raise store_error(self.path, "read it", exc) from exc
 
     def get_meta(self, key: str) -> str | None:
         """The value stored under `key` in the meta table, or None."""
@@ -289,7 +289,7 @@ class StoreReader:
         self.close()
 
 
-class RunStore(StoreReader, _GroupWriter):
+class RunStore(StoreReader, GroupWriter):
     """A run store opened for writing: creates the file and schema, owns the writer thread.
 
     Writes return once their record is committed. Call `close` when done (also registered with
@@ -319,7 +319,7 @@ class RunStore(StoreReader, _GroupWriter):
             raise
         self._group_max = group_max
         self._linger_s = linger_s
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[WriteItem] = queue.SimpleQueue()
         self._put_lock = threading.Lock()
         self._closed = False  # close() was called
         self._stopped = False  # the writer thread has exited
@@ -338,7 +338,7 @@ class RunStore(StoreReader, _GroupWriter):
         try:
             conn = connect(path)
         except sqlite3.Error as exc:
-            raise _store_error(path, "open or create it", exc) from exc
+            raise store_error(path, "open or create it", exc) from exc
         try:
             configure(
                 conn,
@@ -348,7 +348,7 @@ class RunStore(StoreReader, _GroupWriter):
             )
         except sqlite3.Error as exc:
             conn.close()
-            raise _store_error(path, "set up its schema", exc) from exc
+            raise store_error(path, "set up its schema", exc) from exc
         return conn
 
     async def write_call(self, rec: CallRecord) -> None:
@@ -400,12 +400,12 @@ class RunStore(StoreReader, _GroupWriter):
     def _submit(self, sql: str, params: tuple[Any, ...], label: str) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._put(_Write(sql, params, label, loop=loop, future=future))
+        self._put(Write(sql, params, label, loop=loop, future=future))
         return future
 
     def set_meta(self, key: str, value: str) -> None:
         """Store `value` under `key` in the meta table; blocks until committed."""
-        item = _Write(_META_SQL, (key, value), f"meta {key!r}", event=threading.Event())
+        item = Write(_META_SQL, (key, value), f"meta {key!r}", event=threading.Event())
         self._put(item)
         assert item.event is not None
         item.event.wait()
@@ -414,7 +414,7 @@ class RunStore(StoreReader, _GroupWriter):
 
     def flush(self) -> None:
         """Block until every write queued so far is committed (or has failed). No-op once closed."""
-        barrier = _Barrier()
+        barrier = Barrier()
         with self._put_lock:
             if self._closed or self._stopped:
                 return
@@ -435,7 +435,7 @@ class RunStore(StoreReader, _GroupWriter):
         self._queue.put(None)
         self._thread.join()
 
-    def _put(self, item: _Write) -> None:
+    def _put(self, item: Write) -> None:
         with self._put_lock:
             if self._closed or self._stopped:
                 raise StoreError(f"run store {self.path}: the store is closed; cannot write")

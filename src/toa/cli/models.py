@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from toa._cli_common import _fail, console
+from toa.cli.common import console, fail
 from toa.errors import TOAError
 
 models_app = typer.Typer(
@@ -42,7 +42,7 @@ def models_list(
     try:
         rows = model_status(verify=verify)
     except TOAError as error:
-        _fail(error)
+        fail(error)
     table = Table(title="local models")
     for column in ("model", "mode", "size", "weights", "server", "source"):
         table.add_column(column, overflow="fold")
@@ -105,7 +105,7 @@ def models_up(
         with console.status("verifying weights and starting local model servers..."):
             servers = start_servers(models, n_threads=threads, n_ctx=n_ctx, ready_timeout_s=timeout)
     except TOAError as error:
-        _fail(error)
+        fail(error)
     for info in servers.values():
         console.print(
             f"[green]up[/] {info.name}: {info.base_url} (pid {info.pid}, log {info.log_path})"
@@ -127,7 +127,7 @@ def models_down(
     try:
         stopped = stop_servers(names or None)
     except TOAError as error:
-        _fail(error)
+        fail(error)
     console.print(f"stopped: {', '.join(stopped)}" if stopped else "no local model servers ran")
 
 
@@ -187,7 +187,7 @@ def models_config(
             sampling=SamplingParams(temperature=temperature, max_tokens=max_tokens),
         )
     except TOAError as error:
-        _fail(error)
+        fail(error)
     text = config_yaml(sections)
     agents = [a["name"] for a in sections.get("agents", [])]
     reward = sections.get("reward")

@@ -1,6 +1,6 @@
 """How a configuration error is described: each problem with its file, line and field path.
 
-Used by `toa.config`: pydantic's validation errors become one readable message per problem,
+Used by `toa.config.build`: pydantic's validation errors become one readable message per problem,
 with the YAML line of the field and, for an unknown field, the fields allowed there.
 """
 
@@ -14,8 +14,10 @@ from pydantic import BaseModel, ValidationError
 
 from toa.rewards.factory import RewardConfig
 
+__all__ = ["describe", "line_of"]
 
-def _describe(
+
+def describe(
     exc: ValidationError, source: str, node: yaml.Node | None, root: type[BaseModel]
 ) -> str:
     """One line per problem: where (file:line), the field path, and what is wrong."""
@@ -25,7 +27,7 @@ def _describe(
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):
             path.append("type")  # the discriminator is what is wrong
         loc = ".".join(str(part) for part in path)
-        line = _line_of(node, path)
+        line = line_of(node, path)
         where = f"{source}:{line}" if line else source
         message = err["msg"]
         if err["type"] == "extra_forbidden":
@@ -85,7 +87,7 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
-def _line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
+def line_of(node: yaml.Node | None, loc: Sequence[int | str]) -> int | None:
     """1-based line of the deepest YAML node on the path `loc` (None without a node)."""
     found: int | None = None
     for part in loc:

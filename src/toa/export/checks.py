@@ -1,16 +1,12 @@
-"""The one error the export raises on purpose (a `TOAError`, so the CLI reports it cleanly)."""
+"""Checks on export options shared by the SFT and DPO builders."""
 
 from __future__ import annotations
 
 import math
 
-from toa.errors import TOAError
+from toa.errors import ExportError
 
-__all__ = ["ExportError", "check_finite"]
-
-
-class ExportError(TOAError):
-    """An export option, the output path or an optional dependency is wrong; says what to do."""
+__all__ = ["check_finite"]
 
 
 def check_finite(name: str, value: float | None, *, minimum: float | None = None) -> None:

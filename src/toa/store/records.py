@@ -14,8 +14,8 @@ from dataclasses import replace
 from typing import Any
 
 from toa.agents.spec import AgentSpec
-from toa.engine.store import CallRecord, RewardRecord
 from toa.errors import AgentError
+from toa.store.run_store import CallRecord, RewardRecord
 from toa.types import Completion, Message, Score, ScoreFailure
 
 __all__ = ["call_seed", "request_hash", "request_key"]
@@ -55,17 +55,17 @@ def call_seed(run_seed: int, prompt_id: str, request_key: str, occurrence: int) 
     return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
 
 
-def _text_hash(text: str) -> str:
+def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _replayed_score(stored: RewardRecord) -> Score:
+def replayed_score(stored: RewardRecord) -> Score:
     if stored.ok and stored.score is not None:
         return stored.score
     return ScoreFailure(f"(replayed) {stored.error}", error_type="ReplayedFailure")
 
 
-def _ok_record(
+def ok_record(
     prompt_id: str, node_id: int, key: str, completion: Completion, started: float
 ) -> CallRecord:
     return CallRecord(
@@ -87,7 +87,7 @@ def _ok_record(
     )
 
 
-def _failed_record(
+def failed_record(
     prompt_id: str, node_id: int, agent: str, key: str, error: AgentError, started: float
 ) -> CallRecord:
     return CallRecord(

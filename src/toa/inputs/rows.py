@@ -1,11 +1,11 @@
-"""Rows to prompts: the row rules of `toa.engine.inputs`, and the row every reader yields.
+"""Rows to prompts: the row rules of `toa.inputs.readers`, and the row every reader yields.
 
 Each format's reader yields a `RawRow`: where the row starts, its parsed value, or the problem
 that kept it from being read (`not_utf8` and `escaped_not_utf8` word the UTF-8 ones).
 `RowParser.parse` turns a raw row into a `Prompt`, or an `InputError` naming the file and the
 line (or Parquet row): it finds the prompt (a prompt field, or ``messages``, checked message by
 message), takes the given id or derives one from the conversation, refuses an id seen before, and
-keeps every other field as `Prompt.extra`. The rules themselves are in `toa.engine.inputs`.
+keeps every other field as `Prompt.extra`. The rules themselves are in `toa.inputs.readers`.
 """
 
 from __future__ import annotations

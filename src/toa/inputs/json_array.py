@@ -20,7 +20,7 @@ import re
 from collections.abc import Generator, Iterator
 from io import BufferedIOBase
 
-from toa.engine._rows import RawRow, escaped_not_utf8
+from toa.inputs.rows import RawRow, escaped_not_utf8
 
 __all__ = ["JsonArrayReader"]
 

@@ -1,7 +1,7 @@
 """The generation cache: successful generations shared across runs, keyed by request hash.
 
 Opt-in (``runner.cache`` in the configuration, ``toa run --cache PATH``). The key is the full
-request hash `toa.engine.context.request_hash`, seed included; the seed is derived from the run
+request hash `toa.store.records.request_hash`, seed included; the seed is derived from the run
 seed, the prompt id, the request and its sample index (see `toa.engine.context`), so one key means
 "the same agent, model, mode, template, messages, sampling settings and sample index", whatever
 strategy or budget asks for it. Two strategies run over the same prompts with the same seed thus
@@ -30,8 +30,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from toa.engine._sqlite import configure, connect
 from toa.errors import StoreError
+from toa.store.sqlite import configure, connect
 from toa.types import Completion
 
 __all__ = ["CachedGeneration", "GenerationCache"]
@@ -111,7 +111,7 @@ class CachedGeneration:
         )
 
 
-_Item = CachedGeneration | threading.Event | None  # an event is a flush barrier; None stops
+WriteItem = CachedGeneration | threading.Event | None  # an event is a flush barrier; None stops
 
 
 class GenerationCache:
@@ -140,7 +140,7 @@ class GenerationCache:
         self._rconn = self._open(create=False)
         self._read_lock = threading.Lock()
         self._put_lock = threading.Lock()
-        self._queue: queue.SimpleQueue[_Item] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[WriteItem] = queue.SimpleQueue()
         self._closed = False
         self.hits = 0
         self.writes = 0
@@ -236,7 +236,7 @@ class GenerationCache:
         finally:
             self._wconn.close()
 
-    def _take_group(self) -> list[_Item]:
+    def _take_group(self) -> list[WriteItem]:
         """Block for one item, then take what is already queued, up to `group_max` records."""
         batch = [self._queue.get()]
         while isinstance(batch[-1], CachedGeneration) and len(batch) < self._group_max:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from collections.abc import Callable, Coroutine
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.table import Table
 
 from toa.errors import TOAError
@@ -22,12 +24,23 @@ T = TypeVar("T")
 console = Console(stderr=True)
 
 
-def _fail(error: TOAError) -> NoReturn:
+def setup_logging(verbose: int) -> None:
+    """Log to the console: warnings by default, -v info, -vv debug."""
+    level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level,
+        format="%(message)s",
+        handlers=[RichHandler(console=console, show_path=False)],
+        force=True,
+    )
+
+
+def fail(error: TOAError) -> NoReturn:
     console.print(f"[red]error[/]: {error}", highlight=False)
     raise typer.Exit(2)
 
 
-def _run_with_interrupt(start: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) -> T:
+def run_with_interrupt(start: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) -> T:
     """Run the engine; the first Ctrl-C stops it cleanly (resumable), a second one hard."""
 
     async def main() -> T:
@@ -53,7 +66,7 @@ def _run_with_interrupt(start: Callable[[asyncio.Event], Coroutine[Any, Any, T]]
     return asyncio.run(main())
 
 
-def _print_report(report: RunReport) -> None:
+def print_report(report: RunReport) -> None:
     c = report.compute
     table = Table(title=f"run {report.run_dir}", show_header=False)
     rows = [

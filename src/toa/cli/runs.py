@@ -1,0 +1,185 @@
+"""`toa run`, `toa resume`, `toa status` and `toa priors`: start, continue and read runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from toa.cli.common import console, fail, print_report, run_with_interrupt
+from toa.config import load_config, parse_config, with_overrides
+from toa.errors import ConfigError, TOAError
+from toa.settings import RunSettings
+
+
+def _execute(
+    settings: RunSettings,
+    *,
+    input_path: Path,
+    run_dir: Path,
+    prompt_field: str | None,
+    limit: int | None,
+) -> None:
+    from toa.cli.progress import RichProgress
+    from toa.engine.runner import run
+
+    with RichProgress(console) as progress:
+        report = run_with_interrupt(
+            lambda stop: run(
+                settings,
+                input_path=input_path,
+                run_dir=run_dir,
+                prompt_field=prompt_field,
+                limit=limit,
+                progress=progress,
+                stop=stop,
+            )
+        )
+    print_report(report)
+    raise typer.Exit(report.exit_code)
+
+
+def run_command(
+    config: Annotated[Path, typer.Option("--config", "-c", help="The run's YAML configuration.")],
+    input: Annotated[
+        Path, typer.Option("--input", "-i", help="Prompts: .jsonl, .json, .csv or .parquet.")
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Run directory (created; resumed if it exists).")
+    ],
+    strategy: Annotated[
+        str | None,
+        typer.Option(help="Override the strategy: toa, random, prs, ensemble, seq-refine, moa."),
+    ] = None,
+    budget: Annotated[
+        int | None, typer.Option(help="Override the generations per prompt.", min=1)
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first K good prompts.", min=1)] = None,
+    prompt_field: Annotated[
+        str | None,
+        typer.Option(help="Field holding the prompt (default: instruction, then prompt)."),
+    ] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(
+            help="A generation cache file shared across runs: identical requests are not sent "
+            "again (sets runner.cache)."
+        ),
+    ] = None,
+) -> None:
+    """Run a strategy over every prompt; every call is stored as it completes.
+
+    Exit code: 0 all good; 1 some rows were bad or some prompts failed; 2 a usage or
+    configuration error; 130 interrupted (resume with `toa resume RUN_DIR`).
+    """
+    try:
+        settings = with_overrides(
+            load_config(config), strategy=strategy, budget=budget, cache=_cache_path(cache)
+        )
+        _execute(settings, input_path=input, run_dir=output, prompt_field=prompt_field, limit=limit)
+    except TOAError as error:
+        fail(error)
+
+
+def _cache_path(cache: Path | None) -> str | None:
+    """An absolute path, so that `toa resume` from another directory finds the same file."""
+    return str(cache.expanduser().resolve()) if cache is not None else None
+
+
+def resume_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory made by `toa run`.")],
+    limit: Annotated[int | None, typer.Option(help="Only the first K good prompts.", min=1)] = None,
+    cache: Annotated[
+        Path | None,
+        typer.Option(help="Use this generation cache file (default: the run's own setting)."),
+    ] = None,
+) -> None:
+    """Continue a stopped run with its own configuration; never repeats a finished call."""
+    from toa.store.manifest import read_manifest
+
+    try:
+        manifest = read_manifest(run_dir)
+        settings = with_overrides(
+            parse_config(manifest["config"], source=str(run_dir / "manifest.json")),
+            cache=_cache_path(cache),
+        )
+        source = manifest.get("input", {})
+        input_path = Path(source.get("path", ""))
+        if not input_path.is_file():
+            raise ConfigError(
+                f"{run_dir}: the run's input {input_path} is gone; restore it, or continue with "
+                f"`toa run -c CONFIG -i INPUT -o {run_dir}`"
+            )
+        _execute(
+            settings,
+            input_path=input_path,
+            run_dir=run_dir,
+            prompt_field=source.get("prompt_field"),
+            limit=limit,
+        )
+    except TOAError as error:
+        fail(error)
+
+
+def status_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (may be running).")],
+) -> None:
+    """Prompts done / partial / failed, calls, tokens and rewards of a run (read-only)."""
+    from toa.store.manifest import read_manifest
+    from toa.store.run_store import RunStore
+
+    try:
+        manifest = read_manifest(run_dir)
+        with RunStore.open_readonly(run_dir / "store.sqlite") as store:
+            s = store.summary()
+    except TOAError as error:
+        fail(error)
+    table = Table(title=f"{run_dir}", show_header=False)
+    table.add_row("strategy", f"{manifest.get('strategy')} (budget {manifest.get('budget')})")
+    table.add_row("input", str(manifest.get("input", {}).get("path")))
+    table.add_row("prompts", f"{s.prompts_done} done, {s.prompts_partial} partial, "
+                             f"{s.prompts_failed} failed")  # fmt: skip
+    table.add_row("calls", f"{s.calls_ok:,} ok, {s.calls_failed:,} failed")
+    table.add_row("tokens", f"{s.prompt_tokens:,} prompt + {s.completion_tokens:,} completion")
+    table.add_row("rewards", f"{s.rewards_ok:,} ok, {s.rewards_failed:,} failed")
+    table.add_row("started", str(manifest.get("started")))
+    console.print(table)
+
+
+def priors_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory (may be running).")],
+    out: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Write the prior here (default: print it)."),
+    ] = None,
+) -> None:
+    """What a run learned about its agents, as a priors.json for `strategy.prior`.
+
+    Sums the evidence of the run's finished prompts (any strategy): per agent, how often its
+    fresh answers set a new best and its refinements beat their parent, and by how much. Start
+    another run from it with `strategy: {prior: {source: file, path: priors.json}}`.
+    """
+    import json
+
+    from toa.engine.runner import learned_prior
+    from toa.store.manifest import read_manifest
+    from toa.store.run_store import RunStore
+
+    try:
+        manifest = read_manifest(run_dir)
+        agents = tuple(a["name"] for a in manifest["config"]["agents"])
+        with RunStore.open_readonly(run_dir / "store.sqlite") as store:
+            prior = learned_prior(store, agents)
+    except TOAError as error:
+        fail(error)
+    text = json.dumps(prior.to_dict(), indent=1) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        out.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        fail(TOAError(f"{out}: cannot write the prior ({exc.strerror})"))
+    console.print(f"wrote {out}: evidence of {prior.prompts} finished prompts", highlight=False)

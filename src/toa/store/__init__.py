@@ -1,0 +1,30 @@
+"""The store room: what a run directory holds, and how each write is made durable.
+
+`run_store` (the SQLite run store: calls, rewards, results, priors, evidence), `writer` (its one
+writer thread and group commits), `sqlite` (connection set-up), `cache` (the generation cache
+shared across runs), `manifest` (what a run was made with; resume checks), `records` (request
+identity: hashes, seeds, the records a call leaves).
+"""
+
+from __future__ import annotations
+
+from toa.store.cache import CachedGeneration, GenerationCache
+from toa.store.run_store import (
+    CallRecord,
+    ResultStatus,
+    RewardRecord,
+    RunStore,
+    StoreReader,
+    StoreSummary,
+)
+
+__all__ = [
+    "CachedGeneration",
+    "CallRecord",
+    "GenerationCache",
+    "ResultStatus",
+    "RewardRecord",
+    "RunStore",
+    "StoreReader",
+    "StoreSummary",
+]
