@@ -51,7 +51,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerFast
 
 from toa.rewards.batching import BatchingReward
-from toa.rewards.hf import HFRewardConfig, HFRewardModel
+from toa.rewards.hf import HFRewardModel, HFSettings
 from toa.types import Prompt
 
 VOCABULARY = (
@@ -159,15 +159,14 @@ def describe(tokenizer: Any, work: list[tuple[Prompt, list[str]]]) -> None:
 
 async def measure(args: argparse.Namespace, path: Path) -> None:
     work = workload(args.responses, args.callers, args.seed)
-    config = HFRewardConfig(
-        type="hf",
+    settings = HFSettings(
         path=str(path),
         device=args.device,
         dtype="float32",  # the same-scores check needs fp32 on a GPU too (bf16 differs by ~1e-2)
         batch_size=args.max_batch,
         max_length=256,
     )
-    model = HFRewardModel(config)
+    model = HFRewardModel(settings)
     batcher = BatchingReward(model, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms)
     modes: dict[str, Scorer] = {"single": model.score, "batched": batcher.score}
     best = dict.fromkeys(modes, math.inf)

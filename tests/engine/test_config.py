@@ -329,3 +329,17 @@ def test_a_prior_file_is_read_relative_to_the_config_and_checked_before_any_call
     message = error_of(_with_strategy(tmp_path, strategy))
     assert "priors.json: the prior is about agents ['qwen', 'mistral']" in message
     assert "missing: ['llama']" in message
+
+
+def test_strategy_names_come_from_one_list(tmp_path: Path) -> None:
+    from toa.config.schema import SETTINGS_BY_STRATEGY
+    from toa.search.strategies import STRATEGY_NAMES
+
+    assert tuple(SETTINGS_BY_STRATEGY) == STRATEGY_NAMES
+    path = _with_strategy(tmp_path, "strategy:\n  name: beam\n  budget: 8\n")
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "strategy.name" in message
+    assert f"{path}:12" in message
+    assert "unknown strategy 'beam'; choose one of 'toa', 'random', 'prs', 'ensemble'" in message

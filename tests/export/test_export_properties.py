@@ -143,3 +143,36 @@ def test_parquet_round_trip_equals_jsonl_rows(
         table = pq.read_table(Path(tmp, "rows.parquet"))
     assert table.column_names == [name for name, _ in columns]
     assert table.to_pylist() == from_jsonl == rows
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    world=st.sampled_from(["helps", "hurts", "dominant"]),
+    strategy=st.sampled_from(["toa", "random", "prs", "ensemble", "seq-refine", "moa"]),
+    budget=st.integers(1, 12),
+    seed=st.integers(0, 2**16),
+    failure_rate=st.sampled_from([0.0, 0.2]),
+)
+def test_candidates_from_the_tree_equal_candidates_from_its_samples_view(
+    world: str, strategy: str, budget: int, seed: int, failure_rate: float
+) -> None:
+    """The export reads trees; stores of older releases give it result lines: same rows."""
+    import asyncio
+
+    from toa.engine.context import Compute
+    from toa.engine.results import tree_result
+    from toa.search import make_strategy
+    from toa.testing import SimulatedContext, World, simulated_prompts
+
+    prompt = simulated_prompts(1, seed=seed)[0]
+    ctx = SimulatedContext(
+        World.named(world, seed=seed),
+        generate_failure_rate=failure_rate,
+        score_failure_rate=failure_rate,
+        seed=seed,
+    )
+    tree = asyncio.run(make_strategy(strategy).run(prompt, ctx, budget=budget, seed=seed))
+    line = tree_result(prompt, tree, Compute())
+    assert candidates(line, tree) == candidates(line)
+    assert to_sft_rows(line, SFTOptions(), tree) == to_sft_rows(line, SFTOptions())
+    assert to_dpo_pairs(line, DPOOptions(), tree) == to_dpo_pairs(line, DPOOptions())

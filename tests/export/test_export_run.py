@@ -311,3 +311,93 @@ def test_many_rows_stream_through_in_batches(tmp_path: Path, name: str) -> None:
     rows = read_back(tmp_path / name)
     assert report.rows == len(rows) == 2500
     assert [row["id"] for row in rows] == [line["id"] for line in lines]
+
+
+def _drop_trees(run_dir: Path) -> None:
+    """Make the store look like one an older TOA wrote: no `trees` table."""
+    import sqlite3
+
+    conn = sqlite3.connect(run_dir / "store.sqlite")
+    with conn:
+        conn.execute("DROP TABLE trees")
+    conn.close()
+
+
+def test_every_finished_prompt_keeps_its_tree_and_the_samples_view_is_derived_from_it(
+    engine_run_dir: Path,
+) -> None:
+    from toa.engine.results import tree_result
+    from toa.search.tree import SearchTree
+
+    with RunStore.open_readonly(engine_run_dir / "store.sqlite") as store:
+        stored = list(store.iter_results_with_trees())
+        assert stored
+        for prompt_id, status, line, data in stored:
+            assert status == "done"
+            assert data is not None
+            assert store.tree_for(prompt_id) == data
+            tree = SearchTree.from_dict(data)
+            assert tree.to_dict() == data
+            assert tree.prompt_id == prompt_id
+            result_line = json.loads(line)
+            assert len(tree.responses()) == result_line["budget"]
+            # The documented `samples` view is exactly what the tree gives.
+            from toa.types import Prompt
+
+            prompt = Prompt.from_text(prompt_id, result_line["prompt"])
+            view = tree_result(prompt, tree, _compute(result_line))
+            assert view["samples"] == result_line["samples"]
+            assert view["best"] == result_line["best"]
+
+
+def _compute(line: dict[str, Any]) -> Any:
+    from toa.engine.context import Compute
+
+    compute = Compute()
+    for key, value in line["compute"].items():
+        if not isinstance(value, dict):
+            setattr(compute, key, value)
+    return compute
+
+
+@pytest.mark.parametrize("format", ["sft", "dpo"])
+def test_a_store_without_trees_exports_the_same_rows_from_its_result_lines(
+    engine_run_dir: Path, tmp_path: Path, format: str
+) -> None:
+    import shutil
+
+    legacy = tmp_path / "legacy"
+    shutil.copytree(engine_run_dir, legacy)
+    _drop_trees(legacy)
+    with RunStore.open_readonly(legacy / "store.sqlite") as store:
+        assert all(tree is None for *_, tree in store.iter_results_with_trees())
+        assert store.tree_for(next(store.iter_results())[0]) is None
+    from_trees = export_run(engine_run_dir, format=format, out=tmp_path / "a.jsonl")  # type: ignore[arg-type]
+    from_lines = export_run(legacy, format=format, out=tmp_path / "b.jsonl")  # type: ignore[arg-type]
+    assert from_trees.rows == from_lines.rows > 0
+    assert read_jsonl(tmp_path / "a.jsonl") == read_jsonl(tmp_path / "b.jsonl")
+
+
+def test_a_damaged_tree_is_named_and_its_prompt_still_exports(
+    engine_run_dir: Path, tmp_path: Path
+) -> None:
+    import shutil
+    import sqlite3
+
+    damaged = tmp_path / "damaged"
+    shutil.copytree(engine_run_dir, damaged)
+    conn = sqlite3.connect(damaged / "store.sqlite")
+    with conn:
+        (prompt_id,) = conn.execute("SELECT prompt_id FROM trees LIMIT 1").fetchone()
+        conn.execute("UPDATE trees SET tree_zjson = ? WHERE prompt_id = ?", (b"junk", prompt_id))
+    conn.close()
+    with (
+        RunStore.open_readonly(damaged / "store.sqlite") as store,
+        pytest.raises(StoreError, match=f"tree of prompt {prompt_id!r} is damaged"),
+    ):
+        store.tree_for(prompt_id)
+    # The export keeps going: that prompt's rows come from its result line, the same rows.
+    whole = export_run(engine_run_dir, format="sft", out=tmp_path / "a.jsonl")
+    kept = export_run(damaged, format="sft", out=tmp_path / "b.jsonl")
+    assert kept.rows == whole.rows
+    assert read_jsonl(tmp_path / "a.jsonl") == read_jsonl(tmp_path / "b.jsonl")

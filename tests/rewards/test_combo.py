@@ -11,8 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from toa.config.rewards import ComboRewardConfig
 from toa.rewards.base import RewardModel
-from toa.rewards.combo import ComboReward, ComboRewardConfig, cascade_score
+from toa.rewards.combo import ComboReward, cascade_score
 from toa.rewards.verify import VerifyReward
 from toa.types import Prompt, Score, ScoreFailure
 

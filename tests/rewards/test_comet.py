@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
+from toa.config.rewards import CometRewardConfig
 from toa.errors import ConfigError
 from toa.rewards.batching import BatchingReward
-from toa.rewards.comet import CometRewardConfig, build_sample, resolve_checkpoint
+from toa.rewards.comet import build_sample, resolve_checkpoint
 from toa.types import Prompt, ScoreFailure
 
 WMT = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "wmt22" / "de-en-100.jsonl"

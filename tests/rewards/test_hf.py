@@ -24,9 +24,10 @@ tokenizers = pytest.importorskip("tokenizers")
 
 from pydantic import ValidationError  # noqa: E402
 
+from toa.config.rewards import HFRewardConfig  # noqa: E402
 from toa.errors import ConfigError  # noqa: E402
 from toa.rewards.batching import BatchingReward  # noqa: E402
-from toa.rewards.hf import HFRewardConfig, HFRewardModel  # noqa: E402
+from toa.rewards.hf import HFRewardModel  # noqa: E402
 from toa.types import Message, Prompt, ScoreFailure  # noqa: E402
 
 # Gemma-like: rejects empty turns, as real templates reject malformed conversations.

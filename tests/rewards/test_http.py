@@ -16,8 +16,9 @@ import pytest
 from aiohttp import web
 from pydantic import ValidationError
 
+from toa.config.rewards import HttpRewardConfig
 from toa.errors import ConfigError
-from toa.rewards import BatchingReward, BatchScorer, HttpRewardConfig, HttpRewardModel, RewardModel
+from toa.rewards import BatchingReward, BatchScorer, HttpRewardModel, RewardModel
 from toa.rewards.http import MalformedReply, extract_path
 from toa.types import Message, Prompt, ScoreFailure
 

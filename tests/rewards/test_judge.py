@@ -10,8 +10,9 @@ import pytest
 from pydantic import ValidationError
 
 from toa.agents import AgentMode, AgentPool, AgentSpec, RetryPolicy
+from toa.config.rewards import JudgeRewardConfig
 from toa.errors import ConfigError
-from toa.rewards import JudgeReward, JudgeRewardConfig, RewardModel
+from toa.rewards import JudgeReward, RewardModel
 from toa.rewards.judge import parse_score, yes_probability
 from toa.testing import FakeServer, build_world, encode_quality
 from toa.types import Prompt, ScoreFailure

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from toa.config.rewards import BleuRewardConfig, ChrfRewardConfig
 from toa.errors import ConfigError
 from toa.rewards.base import RewardModel
-from toa.rewards.metric import BleuReward, BleuRewardConfig, ChrfReward, ChrfRewardConfig
+from toa.rewards.metric import BleuReward, ChrfReward
 from toa.types import Message, Prompt, ScoreFailure
 
 sacrebleu = pytest.importorskip("sacrebleu")

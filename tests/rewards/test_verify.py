@@ -14,11 +14,11 @@ import pytest
 from pydantic import ValidationError
 
 import toa.rewards.verify as verify_module
+from toa.config.rewards import VerifyRewardConfig
 from toa.errors import ConfigError
 from toa.rewards.base import RewardModel
 from toa.rewards.verify import (
     VerifyReward,
-    VerifyRewardConfig,
     extract_boxed,
     extract_gsm8k_answer,
     extract_math_answer,

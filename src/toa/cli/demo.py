@@ -15,6 +15,7 @@ from rich.table import Table
 
 from toa.cli.common import console, fail, print_report, run_with_interrupt
 from toa.errors import TOAError
+from toa.search.strategies import STRATEGY_NAMES
 
 if TYPE_CHECKING:
     from toa.demo import DemoOptions, DemoResult, RunTotals
@@ -31,9 +32,7 @@ def demo(
     budget: Annotated[
         int, typer.Option(help="Generations per problem, for the strategy and best-of-N.", min=1)
     ] = DEFAULTS["budget"],
-    strategy: Annotated[
-        str, typer.Option(help="toa, random, prs, ensemble, seq-refine or moa.")
-    ] = "toa",
+    strategy: Annotated[str, typer.Option(help=f"One of: {', '.join(STRATEGY_NAMES)}.")] = "toa",
     max_tokens: Annotated[int, typer.Option(help="Completion tokens per call.", min=16)] = DEFAULTS[
         "max_tokens"
     ],

@@ -67,26 +67,15 @@ def export_command(
     and the report says how many were left out and why. Exit code: 0 rows written; 1 no row
     (nothing finished yet, or everything filtered out); 2 a usage, option or path error.
     """
+    # The export options, by name (the parameters above, first thing: nothing else is local yet).
+    flags = {k: v for k, v in locals().items() if k not in ("run_dir", "format", "output", "card")}
     # `datasets` reads these at import; the export only writes locally and never needs the Hub.
     os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from toa.export import export_run, make_options
 
     try:
-        checked, options = make_options(
-            format,
-            layout=layout,
-            system_prompt=system_prompt,
-            min_reward=min_reward,
-            rejected=rejected,
-            rejected_rank=rejected_rank,
-            if_short=if_short,
-            min_margin=min_margin,
-            pairs_per_prompt=pairs_per_prompt,
-            different_agents=different_agents,
-            max_length_ratio=max_length_ratio,
-            dedupe=dedupe,
-        )
+        checked, options = make_options(format, **flags)
         report = export_run(run_dir, format=checked, out=output, options=options, card=card)
     except TOAError as error:
         fail(error)

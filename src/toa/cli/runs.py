@@ -11,6 +11,7 @@ from rich.table import Table
 from toa.cli.common import console, fail, print_report, run_with_interrupt
 from toa.config import load_config, parse_config, with_overrides
 from toa.errors import ConfigError, TOAError
+from toa.search.strategies import STRATEGY_NAMES
 from toa.settings import RunSettings
 
 
@@ -51,7 +52,7 @@ def run_command(
     ],
     strategy: Annotated[
         str | None,
-        typer.Option(help="Override the strategy: toa, random, prs, ensemble, seq-refine, moa."),
+        typer.Option(help=f"Override the strategy: {', '.join(STRATEGY_NAMES)}."),
     ] = None,
     budget: Annotated[
         int | None, typer.Option(help="Override the generations per prompt.", min=1)

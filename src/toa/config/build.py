@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from toa.agents.spec import AgentSpec
 from toa.config.locate import describe, line_of
+from toa.config.rewards import build_reward
 from toa.config.schema import (
     SETTINGS_BY_STRATEGY,
     PriorConfig,
@@ -27,7 +28,6 @@ from toa.config.schema import (
     StrategyConfig,
 )
 from toa.errors import ConfigError
-from toa.rewards.factory import build_reward
 from toa.search import Templates, make_strategy
 from toa.search.context import Strategy
 from toa.search.moa import MoAConfig

@@ -12,7 +12,7 @@ from typing import Any, get_args
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from toa.rewards.factory import RewardConfig
+from toa.config.rewards import RewardConfig
 
 __all__ = ["describe", "line_of"]
 

@@ -2,24 +2,22 @@
 
 Nothing below `toa.config` sees these models: `toa.config.build` turns a validated `RunConfig`
 into the plain `toa.settings.RunSettings` the engine runs on. API keys never appear in a
-configuration: agents name the environment variable that holds theirs (`api_key_env`). See
-examples/config.yaml for a commented example of every field.
+configuration: agents name the environment variable that holds theirs (`api_key_env`). The
+`reward` section's models are in `toa.config.rewards`; retries and circuit breakers, shared with
+the rewards that call a server, in `toa.config.common`. See examples/config.yaml for a commented
+example of every field.
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator
 
-from toa.agents.spec import (
-    AgentSpec,
-    BreakerPolicy,
-    RetryPolicy,
-    check_base_urls,
-    check_key_env_name,
-)
-from toa.rewards.factory import RewardConfig
+from toa.agents.spec import AgentSpec, check_base_urls, check_key_env_name
+from toa.config.common import BreakerConfig, RetryConfig, StrictModel
+from toa.config.rewards import RewardConfig
+from toa.search.strategies import STRATEGY_NAMES
 from toa.settings import PriorSource
 from toa.types import SamplingParams
 
@@ -34,11 +32,7 @@ __all__ = [
 ]
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class SamplingConfig(_Model):
+class SamplingConfig(StrictModel):
     """Sampling settings of an agent."""
 
     temperature: float = Field(0.7, ge=0)
@@ -47,40 +41,14 @@ class SamplingConfig(_Model):
     stop: list[str] = Field(default_factory=list)
 
 
-class RetryConfig(_Model):
-    """Retries of transient failures (connection, timeout, 429, 5xx)."""
-
-    max_attempts: int = Field(5, ge=1)
-    base_delay_s: float = Field(0.5, ge=0)
-    max_delay_s: float = Field(30.0, ge=0)
-    max_retry_after_s: float = Field(120.0, ge=0)
-
-
-class BreakerConfig(_Model):
-    """Per-endpoint circuit breaker."""
-
-    failure_threshold: int = Field(5, ge=1)
-    cooldown_s: float = Field(30.0, ge=0)
-    max_cooldown_s: float = Field(300.0, ge=0)
-
-    @model_validator(mode="after")
-    def _order(self) -> BreakerConfig:
-        if self.max_cooldown_s < self.cooldown_s:
-            raise ValueError(
-                f"max_cooldown_s ({self.max_cooldown_s:g}) must be >= cooldown_s "
-                f"({self.cooldown_s:g}): the cooldown doubles up to max_cooldown_s"
-            )
-        return self
-
-
-class PriceConfig(_Model):
+class PriceConfig(StrictModel):
     """Prices in US dollars per million tokens, for the cost shown in progress and summaries."""
 
     prompt_usd_per_mtok: float = Field(0.0, ge=0)
     completion_usd_per_mtok: float = Field(0.0, ge=0)
 
 
-class AgentConfig(_Model):
+class AgentConfig(StrictModel):
     """One agent (see `toa.agents.AgentSpec` for what each field does)."""
 
     name: str = Field(min_length=1)
@@ -135,19 +103,19 @@ class AgentConfig(_Model):
             prompt_template=self.prompt_template,
             params_b=self.params_b,
             extra_body=self.extra_body,
-            retry=RetryPolicy(**self.retry.model_dump()),
-            breaker=BreakerPolicy(**self.breaker.model_dump()),
+            retry=self.retry.to_policy(),
+            breaker=self.breaker.to_policy(),
         )
 
 
-class NormaliseConfig(_Model):
+class NormaliseConfig(StrictModel):
     """Reward normalisation used by TOA's UCB: 'rank' and 'minmax' are scale-free."""
 
     kind: Literal["rank", "minmax", "sigmoid"] = "rank"
     tau: float | None = Field(None, gt=0, description="sigmoid only: q = sigmoid(r / tau)")
 
 
-class PriorConfig(_Model):
+class PriorConfig(StrictModel):
     """Where TOA's cross-prompt prior comes from (rule 'bayes'; see toa.search.priors).
 
     online: learned by the run from its finished prompts (the default), starting from `path`
@@ -164,10 +132,10 @@ class PriorConfig(_Model):
     )
 
 
-class StrategyConfig(_Model):
+class StrategyConfig(StrictModel):
     """Which strategy runs, with its budget and settings (unknown settings are errors)."""
 
-    name: Literal["toa", "random", "prs", "ensemble", "seq-refine", "moa"] = "toa"
+    name: str = "toa"  # one of toa.search.STRATEGY_NAMES (the one list of strategies)
     budget: int = Field(16, ge=1)
     preset: Literal["alpaca", "wmt", "ultrafeedback", "math"] | None = None
     # toa
@@ -189,8 +157,18 @@ class StrategyConfig(_Model):
     n_aggregate: int | None = Field(None, ge=1)
     aggregator_role: Literal["user", "system"] | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in STRATEGY_NAMES:
+            raise ValueError(
+                f"unknown strategy {value!r}; choose one of "
+                + ", ".join(repr(name) for name in STRATEGY_NAMES)
+            )
+        return value
 
-class TemplatesConfig(_Model):
+
+class TemplatesConfig(StrictModel):
     """Built-in templates for a task, with optional overrides of any text."""
 
     task: Literal["instruction", "translation", "math"] = "instruction"
@@ -200,7 +178,7 @@ class TemplatesConfig(_Model):
     aggregate_system: str | None = None
 
 
-class RunnerConfig(_Model):
+class RunnerConfig(StrictModel):
     """How the engine runs: prompts at once (each with its own tree), the generation cache.
 
     Neither changes what is generated, so both may change when a run is resumed.
@@ -214,7 +192,7 @@ class RunnerConfig(_Model):
     )
 
 
-class RunConfig(_Model):
+class RunConfig(StrictModel):
     """The whole configuration file."""
 
     agents: list[AgentConfig] = Field(min_length=1)

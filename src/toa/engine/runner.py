@@ -230,9 +230,12 @@ class _Run:
         ctx.compute.wall_s = time.perf_counter() - started
         evidence = evidence_from_tree(tree)
         self.learned = self.learned + evidence
-        # Queued before the result: a prompt with a result always has its evidence stored.
+        # Queued before the result: a prompt with a result always has its tree (the record
+        # export and reports read) and its evidence stored.
+        tree_written = self.store.submit_tree(prompt.id, tree.to_dict())
         evidence_written = self.store.submit_evidence(prompt.id, evidence.to_json())
         await self._finish(prompt.id, tree_result(prompt, tree, ctx.compute), ctx.compute, ok=True)
+        await tree_written
         await evidence_written
 
     async def _finish(
@@ -265,8 +268,8 @@ def _add(total: Compute, one: Compute) -> None:
 async def run(
     settings: RunSettings,
     *,
-    input_path: Path,
-    run_dir: Path,
+    input_path: str | os.PathLike[str],
+    run_dir: str | os.PathLike[str],
     prompt_field: str | None = None,
     limit: int | None = None,
     progress: ProgressSink | None = None,
@@ -282,6 +285,7 @@ async def run(
     Raises `ConfigError` when the directory holds a run made with different settings, and
     `RunLockedError` when another process is using it.
     """
+    input_path, run_dir = Path(input_path), Path(run_dir)
     with _locked(run_dir):
         _prepare(settings, run_dir, input_path, prompt_field)
         store = RunStore(run_dir / STORE_NAME)

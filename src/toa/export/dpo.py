@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from toa.errors import ExportError
 from toa.export.checks import check_finite
@@ -40,6 +40,9 @@ from toa.export.records import (
     candidates,
     prompt_messages,
 )
+
+if TYPE_CHECKING:
+    from toa.search.tree import SearchTree
 
 __all__ = ["DPOOptions", "IfShort", "dpo_columns", "to_dpo_pairs"]
 
@@ -189,7 +192,11 @@ def _row(
     }
 
 
-def to_dpo_pairs(result: Mapping[str, Any], options: DPOOptions) -> Converted:
+def to_dpo_pairs(
+    result: Mapping[str, Any],
+    options: DPOOptions,
+    tree: SearchTree | None = None,
+) -> Converted:
     """The DPO pairs of one result line (0 to `pairs_per_prompt`), or the reason there are none.
 
     Guarantees for every pair: chosen_reward > rejected_reward + min_margin, the two texts
@@ -198,7 +205,7 @@ def to_dpo_pairs(result: Mapping[str, Any], options: DPOOptions) -> Converted:
     if result.get("status") != "done":
         return Converted(skip="failed_search")
     messages = prompt_messages(result, options.system_prompt)
-    scored, dropped = candidates(result)
+    scored, dropped = candidates(result, tree)
     ranked, removed = dedupe(scored, options.dedupe)
     if removed:
         dropped["duplicate"] += removed

@@ -3,7 +3,10 @@
 The run's store (``store.sqlite``) is the source of truth, read through `StoreReader`, which is
 safe while a run is writing it: results stream in the order they finished, so a run that is still
 going or was interrupted exports the prompts finished so far, and the report says how many are
-unfinished. ``results.jsonl`` is not read (it is rebuilt from the store by the engine).
+unfinished. Each prompt's rows are made from its stored search tree (the result line gives the
+conversation); a store written by an older TOA release holds no trees, and its result lines'
+``samples`` are read instead. ``results.jsonl`` is not read (the engine rebuilds it from the
+store).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from toa.export.records import Column, Converted
 from toa.export.report import ExportFormat, ExportReport, Tally
 from toa.export.sft import SFTOptions, sft_columns, to_sft_rows
 from toa.export.writers import RowWriter, check_output, writing
+from toa.search.tree import SearchTree
 from toa.store.manifest import read_manifest
 from toa.store.run_store import RunStore
 
@@ -30,7 +34,7 @@ __all__ = ["export_run"]
 
 logger = logging.getLogger(__name__)
 
-_Convert = Callable[[Mapping[str, Any]], Converted]
+_Convert = Callable[[Mapping[str, Any], SearchTree | None], Converted]
 
 
 def _plan(
@@ -41,12 +45,12 @@ def _plan(
         sft = SFTOptions() if options is None else options
         if not isinstance(sft, SFTOptions):
             raise ExportError("format 'sft' takes SFTOptions, not DPOOptions")
-        return sft, sft_columns(sft), lambda result: to_sft_rows(result, sft)
+        return sft, sft_columns(sft), lambda result, tree: to_sft_rows(result, sft, tree)
     if format == "dpo":
         dpo = DPOOptions() if options is None else options
         if not isinstance(dpo, DPOOptions):
             raise ExportError("format 'dpo' takes DPOOptions, not SFTOptions")
-        return dpo, dpo_columns(), lambda result: to_dpo_pairs(result, dpo)
+        return dpo, dpo_columns(), lambda result, tree: to_dpo_pairs(result, dpo, tree)
     raise ExportError(f"format must be sft or dpo, got {format!r}")
 
 
@@ -59,9 +63,13 @@ def _parse(line: str) -> Mapping[str, Any] | None:
 
 
 def _export_line(
-    tally: Tally, writer: RowWriter, convert: _Convert, prompt_id: str, status: str, line: str
+    tally: Tally,
+    writer: RowWriter,
+    convert: _Convert,
+    stored: tuple[str, str, str, dict[str, Any] | None],
 ) -> None:
-    """Convert one stored result and write its rows, counting what happened."""
+    """Convert one stored result (and its tree) and write its rows, counting what happened."""
+    prompt_id, status, line, tree_data = stored
     if tally.already_exported(prompt_id):
         return
     if status != "done":
@@ -72,7 +80,13 @@ def _export_line(
         logger.warning("prompt %r: its stored result is not a JSON object; left out", prompt_id)
         tally.left_out_reason(prompt_id, "bad_result")
         return
-    converted = convert(result)
+    try:
+        tree = SearchTree.from_dict(tree_data) if tree_data is not None else None
+    except (KeyError, TypeError, ValueError) as exc:
+        logger.warning("prompt %r: its stored tree cannot be read (%s); left out", prompt_id, exc)
+        tally.left_out_reason(prompt_id, "bad_result")
+        return
+    converted = convert(result, tree)
     tally.add(prompt_id, converted)
     for row in converted.rows:
         writer.write(row)
@@ -112,8 +126,8 @@ def export_run(
     tally = Tally(format)
     with RunStore.open_readonly(run_path / STORE_NAME) as store:
         with writing(out_path, columns) as writer:
-            for prompt_id, status, line in store.iter_results():
-                _export_line(tally, writer, convert, prompt_id, status, line)
+            for stored in store.iter_results_with_trees():
+                _export_line(tally, writer, convert, stored)
         unfinished = store.summary().prompts_partial
     write_card = directory if card is None else card
     card_file = card_path(out_path, directory=directory) if write_card else None

@@ -6,13 +6,13 @@ thin parser and every check lives here, where it is tested.
 
 from __future__ import annotations
 
-from typing import cast
+from dataclasses import fields
+from typing import Any
 
 from toa.errors import ExportError
-from toa.export.dpo import DPOOptions, IfShort
-from toa.export.filters import Dedupe
+from toa.export.dpo import DPOOptions
 from toa.export.report import ExportFormat
-from toa.export.sft import SFTLayout, SFTOptions
+from toa.export.sft import SFTOptions
 
 __all__ = ["make_options"]
 
@@ -28,45 +28,36 @@ def _rejected_rank(rejected: str | None, rejected_rank: int | None) -> int | Non
     return rejected_rank
 
 
-def make_options(
-    format: str,
-    *,
-    layout: str = "messages",
-    system_prompt: str | None = None,
-    min_reward: float | None = None,
-    rejected: str | None = None,
-    rejected_rank: int | None = None,
-    if_short: str = "lowest",
-    min_margin: float = 0.0,
-    pairs_per_prompt: int = 1,
-    different_agents: bool = False,
-    max_length_ratio: float | None = None,
-    dedupe: str = "near",
-) -> tuple[ExportFormat, SFTOptions | DPOOptions]:
-    """The checked format and its options; the other format's settings are ignored.
+def make_options(format: str, **flags: Any) -> tuple[ExportFormat, SFTOptions | DPOOptions]:
+    """The checked format and its options, from flags named like the options' fields.
 
-    `layout` accepts 'prompt-completion' for 'prompt_completion'. `rejected` is 'lowest', 'rank'
-    (needs `rejected_rank`) or None (rank when `rejected_rank` is given, else lowest).
+    The flags are `SFTOptions`' and `DPOOptions`' fields (the `toa export` options, with '_' for
+    '-'), plus `rejected`: 'lowest', 'rank' (needs `rejected_rank`) or None (rank when
+    `rejected_rank` is given, else lowest). `layout` accepts 'prompt-completion' for
+    'prompt_completion'. A flag of the other format is ignored, so the command line can pass
+    all of its values whichever format it exports.
 
     Raises:
-        ExportError: an unknown format or value, or contradictory settings.
+        ExportError: an unknown format, flag or value, or contradictory settings.
     """
+    unknown = sorted(set(flags) - _FLAGS)
+    if unknown:
+        raise ExportError(f"unknown export option(s) {unknown}; the options are {sorted(_FLAGS)}")
     if format == "sft":
-        return "sft", SFTOptions(
-            layout=cast(SFTLayout, layout.replace("-", "_")),  # SFTOptions checks the value
-            system_prompt=system_prompt,
-            min_reward=min_reward,
-        )
+        if "layout" in flags:
+            flags["layout"] = str(flags["layout"]).replace("-", "_")
+        return "sft", SFTOptions(**_fields_of(SFTOptions, flags))  # checks the values
     if format != "dpo":
         raise ExportError(f"--format must be sft or dpo, got {format!r}")
-    return "dpo", DPOOptions(
-        system_prompt=system_prompt,
-        min_reward=min_reward,
-        rejected_rank=_rejected_rank(rejected, rejected_rank),
-        if_short=cast(IfShort, if_short),  # DPOOptions checks the values
-        min_margin=min_margin,
-        pairs_per_prompt=pairs_per_prompt,
-        different_agents=different_agents,
-        max_length_ratio=max_length_ratio,
-        dedupe=cast(Dedupe, dedupe),
-    )
+    flags["rejected_rank"] = _rejected_rank(flags.pop("rejected", None), flags.get("rejected_rank"))
+    return "dpo", DPOOptions(**_fields_of(DPOOptions, flags))  # checks the values
+
+
+def _fields_of(options: type[Any], flags: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(options)}
+    return {name: value for name, value in flags.items() if name in names}
+
+
+_FLAGS = frozenset(
+    {f.name for f in fields(SFTOptions)} | {f.name for f in fields(DPOOptions)} | {"rejected"}
+)

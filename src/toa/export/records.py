@@ -3,6 +3,8 @@
 Pure functions, no I/O. A result line is what `toa.engine.results` writes: ``id``, ``messages``
 (the conversation), ``status``, ``strategy``, and ``samples``, each with ``node``, ``agent``,
 ``response``, ``reward`` and, when the call or its reward failed, ``error`` / ``reward_error``.
+The candidates come from the prompt's stored search tree (the record); the ``samples`` view of
+the line is read only for stores that hold no tree (written by an older TOA release).
 
 A sample is a *candidate* for training data only when its call succeeded, its response is not
 blank and it has a finite reward. Candidates are ranked by raw reward, highest first; equal rewards
@@ -15,7 +17,10 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from toa.search.tree import SearchTree
 
 __all__ = [
     "Candidate",
@@ -89,38 +94,58 @@ def _reward(value: object) -> float | None:
     return reward if math.isfinite(reward) else None
 
 
-def _drop_reason(sample: Mapping[str, Any]) -> SampleDrop | None:
-    if sample.get("error") is not None:
+def _drop_reason(
+    error: object, response: object, reward: float | None, reward_error: object
+) -> SampleDrop | None:
+    if error is not None:
         return "failed_call"
-    response = sample.get("response")
     if not isinstance(response, str) or not response.strip():
         return "empty_response"
-    if sample.get("reward_error") is not None or _reward(sample.get("reward")) is None:
+    if reward_error is not None or reward is None:
         return "unscored"
     return None
 
 
-def candidates(result: Mapping[str, Any]) -> tuple[list[Candidate], Counter[str]]:
-    """The result's candidates, best first, and the count of samples dropped, by reason.
+def candidates(
+    result: Mapping[str, Any], tree: SearchTree | None = None
+) -> tuple[list[Candidate], Counter[str]]:
+    """The candidates of a prompt, best first, and the count of samples dropped, by reason.
 
-    Order: raw reward descending, then node id ascending (ties keep the earlier response first).
+    Read from the prompt's search tree when it is given (the record the store keeps), else from
+    the result line's ``samples`` view (what stores of older TOA releases hold); both give the
+    same candidates. Order: raw reward descending, then node id ascending (ties keep the earlier
+    response first).
     """
     kept: list[Candidate] = []
     dropped: Counter[str] = Counter()
+    if tree is not None:
+        for node in tree.responses():
+            reward = _reward(node.reward)
+            reason = _drop_reason(node.error, node.text, reward, node.reward_error)
+            if reason is not None:
+                dropped[reason] += 1
+                continue
+            assert reward is not None  # _drop_reason checked it
+            text = node.text or ""
+            kept.append(Candidate(node=node.id, agent=node.agent, response=text, reward=reward))
+        kept.sort(key=lambda c: (-c.reward, c.node))
+        return kept, dropped
     for index, sample in enumerate(result.get("samples") or ()):
         if not isinstance(sample, Mapping):
             dropped["unscored"] += 1
             continue
-        reason = _drop_reason(sample)
+        reward = _reward(sample.get("reward"))
+        reason = _drop_reason(
+            sample.get("error"), sample.get("response"), reward, sample.get("reward_error")
+        )
         if reason is not None:
             dropped[reason] += 1
             continue
-        reward = _reward(sample["reward"])
         assert reward is not None  # _drop_reason checked it
-        node = sample.get("node")
+        node_id = sample.get("node")
         kept.append(
             Candidate(
-                node=node if isinstance(node, int) else -1 - index,  # unique even when missing
+                node=node_id if isinstance(node_id, int) else -1 - index,  # unique when missing
                 agent=str(sample.get("agent") or ""),
                 response=sample["response"],
                 reward=reward,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from toa.errors import ExportError
 from toa.export.checks import check_finite
@@ -25,6 +25,9 @@ from toa.export.records import (
     candidates,
     prompt_messages,
 )
+
+if TYPE_CHECKING:
+    from toa.search.tree import SearchTree
 
 __all__ = ["SFTLayout", "SFTOptions", "sft_columns", "to_sft_rows"]
 
@@ -68,7 +71,11 @@ def sft_columns(options: SFTOptions) -> tuple[Column, ...]:
     return (("prompt", "messages"), ("completion", "messages"), *_PROVENANCE)
 
 
-def to_sft_rows(result: Mapping[str, Any], options: SFTOptions) -> Converted:
+def to_sft_rows(
+    result: Mapping[str, Any],
+    options: SFTOptions,
+    tree: SearchTree | None = None,
+) -> Converted:
     """The SFT row of one result line (at most one), or the reason there is none.
 
     The best candidate is the highest raw reward; on a tie, the lowest node id. Only results with
@@ -77,7 +84,7 @@ def to_sft_rows(result: Mapping[str, Any], options: SFTOptions) -> Converted:
     if result.get("status") != "done":
         return Converted(skip="failed_search")
     messages = prompt_messages(result, options.system_prompt)
-    ranked, dropped = candidates(result)
+    ranked, dropped = candidates(result, tree)
     if messages is None:
         return Converted(skip="bad_result", samples_dropped=dropped)
     if not ranked:

@@ -21,22 +21,23 @@ The order is exactly lexicographic when the first child's distinct values are at
 (verify's 0/1 with the default eps = 1e-3). A failure of the first child fails the score; a
 failure of a later child fails it too, unless ``skip_failed``: then that child's u_k counts as 0,
 so the response ranks below tied peers whose tie-breaker scored, never above them.
+
+`ComboReward` takes the built children; the YAML side, ``reward: {type: combo, rewards: [...]}``,
+is `toa.config.rewards.ComboRewardConfig`, whose children are any reward configurations.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from collections.abc import Sequence
+from typing import Literal
 
 from toa.rewards.base import RewardModel
 from toa.rewards.batching import checked_scores, failures
 from toa.types import Prompt, Score, ScoreFailure
 
-__all__ = ["ComboReward", "ComboRewardConfig", "cascade_score"]
+__all__ = ["ComboMode", "ComboReward", "cascade_score", "check_shape"]
 
 ComboMode = Literal["sum", "cascade"]
 
@@ -81,7 +82,7 @@ class ComboReward:
         epsilon: float = 1e-3,
         skip_failed: bool = False,
     ) -> None:
-        _check_shape(len(children), mode, weights, epsilon)
+        check_shape(len(children), mode, weights, epsilon)
         self._children = list(children)
         self._mode = mode
         self._weights = [float(w) for w in weights] if weights else [1.0] * len(children)
@@ -151,9 +152,10 @@ class ComboReward:
                 raise outcome
 
 
-def _check_shape(
+def check_shape(
     count: int, mode: ComboMode, weights: Sequence[float] | None, epsilon: float
 ) -> None:
+    """ValueError unless `count` children, `weights` and `epsilon` make a `mode` combo."""
     if count < (2 if mode == "cascade" else 1):
         raise ValueError(f"a {mode} combo needs at least {2 if mode == 'cascade' else 1} rewards")
     if weights is not None:
@@ -165,36 +167,3 @@ def _check_shape(
             raise ValueError(f"weights must be finite and > 0, got {list(weights)}")
     if not 0 < epsilon < 1:
         raise ValueError(f"epsilon must be in (0, 1), got {epsilon}")
-
-
-class ComboRewardConfig(BaseModel):
-    """Config of the `combo` reward. `rewards` holds child reward configs (any kind).
-
-    config.py validates the children against its reward union (e.g. by narrowing this field to
-    ``list[RewardConfig]`` in a subclass) and passes its builder to `build`.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["combo"]
-    mode: ComboMode = "sum"
-    rewards: list[Any] = Field(min_length=1)
-    weights: list[float] | None = Field(None, description="sum only: one > 0 per reward")
-    epsilon: float = Field(1e-3, gt=0, lt=1, description="cascade only: tie-break step")
-    skip_failed: bool = False
-
-    @model_validator(mode="after")
-    def _shape(self) -> ComboRewardConfig:
-        _check_shape(len(self.rewards), self.mode, self.weights, self.epsilon)
-        return self
-
-    def build(self, make_child: Callable[[Any], RewardModel]) -> ComboReward:
-        """Build each child with `make_child` (config -> reward), then the combo over them."""
-        children = [make_child(child) for child in self.rewards]
-        return ComboReward(
-            children,
-            mode=self.mode,
-            weights=self.weights,
-            epsilon=self.epsilon,
-            skip_failed=self.skip_failed,
-        )

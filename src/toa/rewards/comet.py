@@ -26,6 +26,9 @@ prompts, so `BatchingReward` can fill whole batches. Each ``predict`` call build
 trainer, whose per-call banner ("GPU available: ...") this adapter quiets by setting the
 ``pytorch_lightning`` and ``lightning.pytorch`` loggers to WARNING. Note that importing comet
 calls ``logging.basicConfig(level=INFO)`` (comet's own behaviour).
+
+`CometReward` runs on the plain `CometSettings`; the YAML side, ``reward: {type: comet, ...}``, is
+`toa.config.rewards.CometRewardConfig`.
 """
 
 from __future__ import annotations
@@ -33,24 +36,35 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from toa.errors import ConfigError
 from toa.rewards.batching import ScoreItem, ThreadedReward
 from toa.types import Prompt, Score, ScoreFailure
 
-__all__ = ["CometReward", "CometRewardConfig", "build_sample", "resolve_checkpoint"]
+__all__ = [
+    "CometDevice",
+    "CometReference",
+    "CometReward",
+    "CometSettings",
+    "build_sample",
+    "resolve_checkpoint",
+]
 
 _EXTRA_HINT = "pip install 'toa-synth[comet]'"
 _QUIET_LOGGERS = ("pytorch_lightning", "lightning.pytorch")
 
 
-class CometRewardConfig(BaseModel):
-    """Configuration of the `comet` reward (YAML ``reward: {type: comet, path: ...}``).
+CometReference = Literal["auto", "required", "none"]
+CometDevice = Literal["auto", "cpu", "cuda"]
+
+
+@dataclass(frozen=True, slots=True)
+class CometSettings:
+    """What the `comet` reward loads and which inputs it sends (``reward: {type: comet, ...}``).
 
     Attributes:
         path: the ``model.ckpt`` file, or the model directory holding ``checkpoints/model.ckpt``.
@@ -62,19 +76,12 @@ class CometRewardConfig(BaseModel):
         device: ``auto`` (one GPU when CUDA is available, else CPU), ``cpu`` or ``cuda``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["comet"]
-    path: str = Field(min_length=1)
-    source_field: str | None = Field("source", min_length=1)
-    reference_field: str = Field("reference", min_length=1)
-    reference: Literal["auto", "required", "none"] = "auto"
-    batch_size: int = Field(16, ge=1)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-
-    def build(self) -> CometReward:
-        """The adapter; loads the checkpoint now (blocking) and raises `ConfigError` on problems."""
-        return CometReward(self)
+    path: str
+    source_field: str | None = "source"
+    reference_field: str = "reference"
+    reference: CometReference = "auto"
+    batch_size: int = 16
+    device: CometDevice = "auto"
 
 
 class CometReward:
@@ -88,14 +95,14 @@ class CometReward:
 
     name = "comet"
 
-    def __init__(self, config: CometRewardConfig) -> None:
-        self.config = config
+    def __init__(self, settings: CometSettings) -> None:
+        self.settings = settings
         comet = _import_comet()
-        checkpoint = resolve_checkpoint(config.path)
+        checkpoint = resolve_checkpoint(settings.path)
         self._model: Any = _load(comet, checkpoint)
-        self.uses_reference = _uses_reference(config, self._model)
+        self.uses_reference = _uses_reference(settings, self._model)
         """True when every sample carries a reference (``ref``)."""
-        self._gpus = _gpus(config.device)
+        self._gpus = _gpus(settings.device)
         self._worker = ThreadedReward(self.name, self._score_items, on_close=self._release)
 
     async def score(self, prompt: Prompt, responses: Sequence[str]) -> list[Score]:
@@ -115,37 +122,37 @@ class CometReward:
 
     def _score_items(self, items: Sequence[ScoreItem]) -> list[Score]:
         """On the worker thread: build samples, one ``predict`` for all that could be built."""
-        built = [build_sample(self.config, self.uses_reference, p, r) for p, r in items]
+        built = [build_sample(self.settings, self.uses_reference, p, r) for p, r in items]
         samples = [sample for sample in built if not isinstance(sample, ScoreFailure)]
         if not samples:
             return [b for b in built if isinstance(b, ScoreFailure)]
         if self._model is None:
             raise RuntimeError("the comet reward was closed")
         prediction = self._model.predict(
-            samples, batch_size=self.config.batch_size, gpus=self._gpus, progress_bar=False
+            samples, batch_size=self.settings.batch_size, gpus=self._gpus, progress_bar=False
         )
         values = iter(_scores_of(prediction, len(samples)))
         return [b if isinstance(b, ScoreFailure) else next(values) for b in built]
 
 
 def build_sample(
-    config: CometRewardConfig, uses_reference: bool, prompt: Prompt, response: str
+    settings: CometSettings, uses_reference: bool, prompt: Prompt, response: str
 ) -> dict[str, str] | ScoreFailure:
     """COMET's input for one response: ``{"src", "mt"}`` plus ``"ref"`` when `uses_reference`.
 
     A missing or non-string source or reference gives a `ScoreFailure` naming the field.
     """
-    if config.source_field is None:
+    if settings.source_field is None:
         source: object = prompt.text
     else:
-        source = prompt.extra.get(config.source_field)
+        source = prompt.extra.get(settings.source_field)
     if not isinstance(source, str):
-        return _missing(prompt, config.source_field, "source", source)
+        return _missing(prompt, settings.source_field, "source", source)
     sample = {"src": source, "mt": response}
     if uses_reference:
-        reference = prompt.extra.get(config.reference_field)
+        reference = prompt.extra.get(settings.reference_field)
         if not isinstance(reference, str):
-            return _missing(prompt, config.reference_field, "reference", reference)
+            return _missing(prompt, settings.reference_field, "reference", reference)
         sample["ref"] = reference
     return sample
 
@@ -206,14 +213,14 @@ def _load(comet: ModuleType, checkpoint: Path) -> Any:
     return model
 
 
-def _uses_reference(config: CometRewardConfig, model: Any) -> bool:
+def _uses_reference(settings: CometSettings, model: Any) -> bool:
     required = bool(model.requires_references())
-    if config.reference == "none" and required:
+    if settings.reference == "none" and required:
         raise ConfigError(
-            f"comet reward: the model at {config.path} requires references; "
+            f"comet reward: the model at {settings.path} requires references; "
             "set reference: auto or required"
         )
-    return config.reference == "required" or (config.reference == "auto" and required)
+    return settings.reference == "required" or (settings.reference == "auto" and required)
 
 
 def _gpus(device: str) -> int:

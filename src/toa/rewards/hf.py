@@ -31,6 +31,9 @@ the event loop. `score_batch` takes responses to many prompts, so `BatchingRewar
 Paths: ``path`` must be a local directory; nothing is ever downloaded (``local_files_only``).
 A hub id is refused with the command to fetch it where there is hub access; the HF cache is not
 consulted, so the run records exactly which directory it scored with.
+
+`HFRewardModel` runs on the plain `HFSettings`; the YAML side, ``reward: {type: hf, ...}``, is
+`toa.config.rewards.HFRewardConfig`.
 """
 
 from __future__ import annotations
@@ -46,21 +49,31 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-
 from toa.errors import ConfigError
 from toa.rewards.batching import ScoreItem, ThreadedReward, failures
 from toa.types import Prompt, Score, ScoreFailure
 
-__all__ = ["HFRewardConfig", "HFRewardModel"]
+__all__ = ["HFInputFormat", "HFRewardModel", "HFSettings", "TorchDtype", "check_device"]
 
 _EXTRA_HINT = "pip install 'toa-synth[hf]'"
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
-class HFRewardConfig(BaseModel):
-    """Configuration of the `hf` reward (YAML ``reward: {type: hf, path: ...}``).
+HFInputFormat = Literal["auto", "chat_template", "pair"]
+TorchDtype = Literal["auto", "float32", "bfloat16", "float16"]
+
+
+def check_device(device: str) -> str:
+    """`device` when it is ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; ValueError otherwise."""
+    if not _DEVICE.match(device):
+        raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {device!r}")
+    return device
+
+
+@dataclass(frozen=True, slots=True)
+class HFSettings:
+    """What the `hf` reward loads and how it scores (``reward: {type: hf, path: ...}``).
 
     Attributes:
         path: a local directory holding ``config.json``, the weights and the tokenizer.
@@ -77,29 +90,15 @@ class HFRewardConfig(BaseModel):
         input_format: ``auto``, ``chat_template`` or ``pair`` (see the module docstring).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["hf"]
-    path: str = Field(min_length=1)
+    path: str
     device: str = "auto"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    max_length: int = Field(4096, ge=16)
-    batch_size: int = Field(16, ge=1)
+    dtype: TorchDtype = "auto"
+    max_length: int = 4096
+    batch_size: int = 16
     trust_remote_code: bool = False
-    label_index: int = Field(0, ge=0)
-    output_field: str = Field("logits", min_length=1)
-    input_format: Literal["auto", "chat_template", "pair"] = "auto"
-
-    @field_validator("device")
-    @classmethod
-    def _check_device(cls, value: str) -> str:
-        if not _DEVICE.match(value):
-            raise ValueError(f"device must be auto, cpu, cuda or cuda:N, got {value!r}")
-        return value
-
-    def build(self) -> HFRewardModel:
-        """The adapter: checks the extra and the directory, then loads the model (blocking)."""
-        return HFRewardModel(self)
+    label_index: int = 0
+    output_field: str = "logits"
+    input_format: HFInputFormat = "auto"
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,24 +118,25 @@ class HFRewardModel:
     """A local transformers sequence classifier as a `RewardModel` and a `BatchScorer`.
 
     Building loads the model (blocking: seconds for small models, a minute or more for 8B ones;
-    call ``await asyncio.to_thread(config.build)`` to keep an event loop responsive) and runs one
-    probe forward pass, so a wrong ``output_field`` or ``label_index`` fails here, not mid-run.
+    call ``await asyncio.to_thread(HFRewardModel, settings)`` to keep an event loop responsive)
+    and runs one probe forward pass, so a wrong ``output_field`` or ``label_index`` fails here,
+    not mid-run.
     Scoring then runs on the single worker thread of a `ThreadedReward`; wrap the model in
     `BatchingReward` to merge the calls of concurrent trees into full batches.
 
     Raises (at construction):
         ConfigError: torch/transformers are missing, ``path`` is not a local model directory,
             the model ships its own code and ``trust_remote_code`` is not set, the device is not
-            available, the model cannot be loaded, or its output does not fit the config.
+            available, the model cannot be loaded, or its output does not fit the settings.
     """
 
     name = "hf"
 
-    def __init__(self, config: HFRewardConfig) -> None:
-        self.config = config
+    def __init__(self, settings: HFSettings) -> None:
+        self.settings = settings
         _import_extra()
-        _check_model_dir(config)
-        self._loaded: _Loaded | None = _load(config)
+        _check_model_dir(settings)
+        self._loaded: _Loaded | None = _load(settings)
         self._worker = ThreadedReward(self.name, self._score_items, on_close=self._release)
         self.forward_passes = 0
         """Forward passes run by `score`/`score_batch` so far (one per batch of inputs)."""
@@ -164,11 +164,11 @@ class HFRewardModel:
         loaded = self._loaded
         if loaded is None:
             return failures(len(items), "the hf reward was closed", "RewardClosed")
-        encoded = [_encode(loaded, self.config, prompt, response) for prompt, response in items]
+        encoded = [_encode(loaded, self.settings, prompt, response) for prompt, response in items]
         scores: list[Score] = [e if isinstance(e, ScoreFailure) else math.nan for e in encoded]
         ready = [(i, e) for i, e in enumerate(encoded) if isinstance(e, _Encoded)]
         ready.sort(key=lambda pair: len(pair[1].input_ids))  # less padding per batch
-        size = self.config.batch_size
+        size = self.settings.batch_size
         for start in range(0, len(ready), size):
             chunk = ready[start : start + size]
             values = self._forward_safely(loaded, [e for _, e in chunk])
@@ -179,7 +179,7 @@ class HFRewardModel:
     def _forward_safely(self, loaded: _Loaded, batch: list[_Encoded]) -> list[Score]:
         """Scores one batch; a failed batch is retried one input at a time (e.g. out of memory)."""
         try:
-            values = _forward(loaded, self.config, batch)
+            values = _forward(loaded, self.settings, batch)
         except Exception as error:
             if len(batch) == 1:
                 return [ScoreFailure(f"reward model forward pass failed: {error}", _kind(error))]
@@ -188,13 +188,13 @@ class HFRewardModel:
         return list(values)
 
 
-def _forward(loaded: _Loaded, config: HFRewardConfig, batch: list[_Encoded]) -> list[float]:
+def _forward(loaded: _Loaded, settings: HFSettings, batch: list[_Encoded]) -> list[float]:
     """The rewards of one batch, as floats (may be NaN: `checked_scores` fails those)."""
     torch = loaded.torch
     inputs = _pad(torch, batch, loaded.pad_id, loaded.pass_token_types)
     with torch.inference_mode():
         output = loaded.model(**{k: v.to(loaded.device) for k, v in inputs.items()})
-    values = _pick(output, config.output_field, config.label_index, len(batch))
+    values = _pick(output, settings.output_field, settings.label_index, len(batch))
     return [float(v) for v in values.float().cpu().tolist()]
 
 
@@ -220,68 +220,69 @@ def _import_extra() -> tuple[ModuleType, ModuleType]:
         ) from error
 
 
-def _check_model_dir(config: HFRewardConfig) -> None:
+def _check_model_dir(settings: HFSettings) -> None:
     """Refuses what cannot load offline or safely, before loading: clear errors at build."""
-    path = Path(config.path).expanduser()
+    path = Path(settings.path).expanduser()
     if not path.is_dir():
         hint = ""
-        if _HUB_ID.match(config.path) and not path.exists():
+        if _HUB_ID.match(settings.path) and not path.exists():
             hint = (
                 "; it looks like a hub id, and nothing is downloaded here: fetch it where there "
-                f"is hub access (`hf download {config.path} --local-dir DIR`) and set path to DIR"
+                f"is hub access (`hf download {settings.path} --local-dir DIR`) and set path to DIR"
             )
-        raise ConfigError(f"hf reward: path is not a local model directory: {config.path}{hint}")
+        raise ConfigError(f"hf reward: path is not a local model directory: {settings.path}{hint}")
     config_file = path / "config.json"
     try:
         model_config = json.loads(config_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as error:
         raise ConfigError(f"hf reward: cannot read {config_file}: {error}") from error
     auto_map = model_config.get("auto_map") or {}
-    if "AutoModelForSequenceClassification" in auto_map and not config.trust_remote_code:
+    if "AutoModelForSequenceClassification" in auto_map and not settings.trust_remote_code:
         raise ConfigError(
-            f"hf reward: the model in {config.path} ships its own code "
+            f"hf reward: the model in {settings.path} ships its own code "
             f"({auto_map['AutoModelForSequenceClassification']}); loading it without that code "
             "would give a different model. Set trust_remote_code: true if you trust the directory"
         )
 
 
-def _load(config: HFRewardConfig) -> _Loaded:
+def _load(settings: HFSettings) -> _Loaded:
     """Loads tokenizer and model and probes them; any failure becomes a `ConfigError`."""
     torch, transformers = _import_extra()
-    device = _resolve_device(torch, config.device)
-    options = {"local_files_only": True, "trust_remote_code": config.trust_remote_code}
+    device = _resolve_device(torch, settings.device)
+    options = {"local_files_only": True, "trust_remote_code": settings.trust_remote_code}
     try:
-        tokenizer = transformers.AutoTokenizer.from_pretrained(config.path, **options)
+        tokenizer = transformers.AutoTokenizer.from_pretrained(settings.path, **options)
         model = transformers.AutoModelForSequenceClassification.from_pretrained(
-            config.path, dtype=_resolve_dtype(torch, config.dtype, device), **options
+            settings.path, dtype=_resolve_dtype(torch, settings.dtype, device), **options
         )
     except Exception as error:
-        raise ConfigError(f"hf reward: cannot load the model in {config.path}: {error}") from error
-    pad_id = _set_padding(tokenizer, model, config.path)
+        message = f"hf reward: cannot load the model in {settings.path}: {error}"
+        raise ConfigError(message) from error
+    pad_id = _set_padding(tokenizer, model, settings.path)
     model.to(device)
     model.eval()
     has_template = bool(getattr(tokenizer, "chat_template", None))
-    if config.input_format == "chat_template" and not has_template:
-        raise ConfigError(f"hf reward: the tokenizer in {config.path} has no chat template")
-    use_template = config.input_format == "chat_template" or (
-        config.input_format == "auto" and has_template
+    if settings.input_format == "chat_template" and not has_template:
+        raise ConfigError(f"hf reward: the tokenizer in {settings.path} has no chat template")
+    use_template = settings.input_format == "chat_template" or (
+        settings.input_format == "auto" and has_template
     )
     token_types = "token_type_ids" in inspect.signature(model.forward).parameters
     loaded = _Loaded(torch, model, tokenizer, device, use_template, token_types, pad_id)
-    _probe(loaded, config)
+    _probe(loaded, settings)
     return loaded
 
 
-def _probe(loaded: _Loaded, config: HFRewardConfig) -> None:
+def _probe(loaded: _Loaded, settings: HFSettings) -> None:
     """One forward pass on a short text: checks output_field and label_index before the run."""
-    ids = list(loaded.tokenizer("Is this a good answer?")["input_ids"])[: config.max_length]
+    ids = list(loaded.tokenizer("Is this a good answer?")["input_ids"])[: settings.max_length]
     try:
-        _forward(loaded, config, [_Encoded(ids or [loaded.pad_id], None)])
+        _forward(loaded, settings, [_Encoded(ids or [loaded.pad_id], None)])
     except ConfigError:
         raise
     except Exception as error:
         raise ConfigError(
-            f"hf reward: a probe forward pass failed on {config.path}: {error}"
+            f"hf reward: a probe forward pass failed on {settings.path}: {error}"
         ) from error
 
 
@@ -320,11 +321,11 @@ def _resolve_dtype(torch: ModuleType, dtype: str, device: Any) -> Any:
 
 
 def _encode(
-    loaded: _Loaded, config: HFRewardConfig, prompt: Prompt, response: str
+    loaded: _Loaded, settings: HFSettings, prompt: Prompt, response: str
 ) -> _Encoded | ScoreFailure:
     """Tokenizes one (prompt, response); a template or tokenizer error fails this response only."""
     tokenizer = loaded.tokenizer
-    limits = {"truncation": True, "max_length": config.max_length}
+    limits = {"truncation": True, "max_length": settings.max_length}
     try:
         if loaded.use_chat_template:
             chat = [m.to_dict() for m in prompt.messages] + [

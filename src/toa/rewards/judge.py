@@ -20,6 +20,10 @@ Requests use temperature 0 and few tokens (yes_no: 1, score: 16; ``max_tokens`` 
 The question is the prompt's last user message; when the prompt's extra fields hold a reference
 (``reference``, then ``gold_answer``, by default) it is shown to the judge as a reference answer.
 One judge request per response, all of a call concurrently (the client bounds concurrency).
+
+`JudgeReward` takes plain arguments and the judge as a `toa.agents.AgentSpec` (or a client); the
+YAML side, ``reward: {type: judge, ...}`` with an inline endpoint or a configured agent's name, is
+`toa.config.rewards.JudgeRewardConfig`.
 """
 
 from __future__ import annotations
@@ -28,30 +32,28 @@ import asyncio
 import math
 import re
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from toa.agents.client import AgentClient
 from toa.agents.spec import AgentMode, AgentSpec
-from toa.errors import AgentError, ConfigError
-from toa.rewards.http import EndpointSettings, LazyClient
+from toa.errors import AgentError
+from toa.rewards.endpoint import LazyClient
 from toa.types import Completion, Message, Prompt, SamplingParams, Score, ScoreFailure
 
 __all__ = [
     "DEFAULT_SCORE_TEMPLATE",
     "DEFAULT_YES_NO_TEMPLATE",
-    "JudgeAgentConfig",
+    "JudgeFallback",
     "JudgeMode",
     "JudgeReward",
-    "JudgeRewardConfig",
     "check_template",
     "parse_score",
     "yes_probability",
 ]
 
 JudgeMode = Literal["yes_no", "score"]
+JudgeFallback = Literal["score", "fail"]
 
 DEFAULT_YES_NO_TEMPLATE = """You are grading an answer to a question.
 
@@ -154,7 +156,7 @@ class JudgeReward:
         *,
         mode: JudgeMode = "yes_no",
         top_logprobs: int = 5,
-        fallback: Literal["score", "fail"] = "score",
+        fallback: JudgeFallback = "score",
         yes_no_template: str = DEFAULT_YES_NO_TEMPLATE,
         score_template: str = DEFAULT_SCORE_TEMPLATE,
         reference_fields: Sequence[str] = ("reference", "gold_answer"),
@@ -257,75 +259,3 @@ def _from_top_logprobs(first: Sequence[tuple[str, float]], text: str) -> Score:
 def _logprob_request(mode: AgentMode, k: int) -> dict[str, object]:
     """Chat asks ``logprobs: true, top_logprobs: k``; the completions API takes ``logprobs: k``."""
     return {"logprobs": True, "top_logprobs": k} if mode == "chat" else {"logprobs": k}
-
-
-class JudgeAgentConfig(EndpointSettings):
-    """An inline judge endpoint (OpenAI-compatible API root, e.g. ``http://host:8000/v1``)."""
-
-    name: str = Field("judge", min_length=1)
-    model: str = Field(min_length=1)
-    mode: AgentMode = "chat"
-    prompt_template: str = "{prompt}"
-    extra_body: dict[str, object] = Field(default_factory=dict)
-
-    def to_spec(self) -> AgentSpec:
-        base = super().to_spec()
-        return AgentSpec(
-            name=base.name,
-            base_urls=base.base_urls,
-            model=self.model,
-            mode=self.mode,
-            api_key_env=base.api_key_env,
-            max_concurrency=base.max_concurrency,
-            timeout_s=base.timeout_s,
-            prompt_template=self.prompt_template,
-            extra_body=self.extra_body,
-            retry=base.retry,
-            breaker=base.breaker,
-        )
-
-
-class JudgeRewardConfig(BaseModel):
-    """The `judge` reward. `agent` is an inline endpoint or the name of a configured agent
-    (resolved by `build`'s `agents`). Templates: see `check_template`; None keeps ours."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["judge"] = "judge"
-    name: str = Field("judge", min_length=1)
-    mode: JudgeMode = "yes_no"
-    agent: JudgeAgentConfig | str
-    top_logprobs: int = Field(5, ge=1, le=20)
-    fallback: Literal["score", "fail"] = "score"
-    max_tokens: int | None = Field(None, ge=1)
-    yes_no_template: str | None = None
-    score_template: str | None = None
-    reference_fields: tuple[str, ...] = ("reference", "gold_answer")
-
-    @field_validator("yes_no_template", "score_template")
-    @classmethod
-    def _template(cls, value: str | None) -> str | None:
-        return None if value is None else check_template(value)
-
-    def build(self, agents: Mapping[str, AgentSpec] | None = None) -> JudgeReward:
-        """The reward; a named agent is looked up in `agents` (ConfigError when absent)."""
-        if isinstance(self.agent, str):
-            known = agents or {}
-            if self.agent not in known:
-                raise ConfigError(
-                    f"judge agent {self.agent!r} is not a configured agent; known: {sorted(known)}"
-                )
-            spec = known[self.agent]
-        else:
-            spec = self.agent.to_spec()
-        return JudgeReward(
-            spec,
-            mode=self.mode,
-            top_logprobs=self.top_logprobs,
-            fallback=self.fallback,
-            yes_no_template=self.yes_no_template or DEFAULT_YES_NO_TEMPLATE,
-            score_template=self.score_template or DEFAULT_SCORE_TEMPLATE,
-            reference_fields=self.reference_fields,
-            max_tokens=self.max_tokens,
-            name=self.name,
-        )

@@ -12,80 +12,41 @@ for ``messages`` inputs and for a json template without ``{responses}``; one per
 `parse_reply` reads one score per item from a 2xx reply: results that carry ``index`` fields are
 put back in request order, and a reply of the wrong length, with a missing field or a value that
 is not a finite number raises `MalformedReply` saying what was expected where. `extract_path`
-reads the json protocol's ``response_path``. `template_placeholders` and `check_json_settings`
-check a ``request_template`` when the config is validated.
+reads the json protocol's ``response_path``. `build_jobs` and `parse_reply` read the plain
+`toa.rewards.http_settings.HttpRewardSettings`, which also checks a ``request_template``.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from toa.rewards.http_settings import PLACEHOLDER, HttpRewardSettings
 from toa.types import Prompt
-
-if TYPE_CHECKING:
-    from toa.rewards.http import HttpRewardConfig
 
 __all__ = [
     "Item",
     "Job",
     "MalformedReply",
     "build_jobs",
-    "check_json_settings",
     "extract_path",
     "parse_reply",
-    "template_placeholders",
 ]
 
 Item = tuple[Prompt, str]
 Job = tuple[list[int], dict[str, Any]]  # (indices of the items it carries, request body)
-
-_PLACEHOLDER = re.compile(r"\{(prompt|response|responses|model|messages)\}")
-_WHOLE_ONLY = frozenset({"responses", "messages"})
 
 
 class MalformedReply(ValueError):
     """A 2xx reply whose shape is not the one the protocol promises."""
 
 
-# ------------------------------------------------------------------------------- templates
-
-
-def check_json_settings(template: Any, path: str | None) -> None:
-    """ValueError unless the json protocol's `template` and `path` are usable together."""
-    if template is None or not path:
-        raise ValueError("protocol 'json' needs request_template and response_path")
-    if any(not part for part in path.split(".")):
-        raise ValueError(f"response_path {path!r} has an empty segment")
-    found = template_placeholders(template)
-    if not found & {"response", "responses", "messages"}:
-        raise ValueError("request_template needs {response}, {responses} or {messages}")
-    if "responses" in found and found & {"response", "messages"}:
-        raise ValueError("request_template mixes {responses} with {response} / {messages}")
-
-
-def template_placeholders(node: Any) -> set[str]:
-    """The placeholder names in a template's strings; ValueError when ``{responses}`` or
-    ``{messages}`` is part of a longer string."""
-    if isinstance(node, str):
-        names = set(_PLACEHOLDER.findall(node))
-        if names & _WHOLE_ONLY and _PLACEHOLDER.fullmatch(node) is None:
-            raise ValueError(f"{{responses}} and {{messages}} must be a whole string: {node!r}")
-        return names
-    if isinstance(node, Mapping):
-        node = list(node.values())
-    if isinstance(node, list):
-        return set().union(*(template_placeholders(v) for v in node)) if node else set()
-    return set()
-
-
 # ------------------------------------------------------------------------------- requests
 
 
 def _fill(template: str, **values: str) -> str:
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
 def _conversation(prompt: Prompt, response: str) -> list[dict[str, str]]:
@@ -103,7 +64,7 @@ def _by_prompt(items: list[Item]) -> list[list[int]]:
     return list(groups.values())
 
 
-def build_jobs(cfg: HttpRewardConfig, items: list[Item]) -> list[Job]:
+def build_jobs(cfg: HttpRewardSettings, items: list[Item]) -> list[Job]:
     """The requests that carry `items`: (item indices, body), bodies with `extra_body` added."""
     p, fmt, size = cfg.protocol, cfg.resolved_input_format, cfg.max_batch_size
     per_item = fmt == "messages" or (p == "json" and not cfg.batched_json)
@@ -116,7 +77,7 @@ def build_jobs(cfg: HttpRewardConfig, items: list[Item]) -> list[Job]:
     return [(g, {**_body(cfg, [items[i] for i in g]), **cfg.extra_body}) for g in groups]
 
 
-def _body(cfg: HttpRewardConfig, items: list[Item]) -> dict[str, Any]:
+def _body(cfg: HttpRewardSettings, items: list[Item]) -> dict[str, Any]:
     p = cfg.protocol
     if p == "json":
         return _json_body(cfg, items)
@@ -138,7 +99,7 @@ def _body(cfg: HttpRewardConfig, items: list[Item]) -> dict[str, Any]:
     return body
 
 
-def _tei_body(cfg: HttpRewardConfig, items: list[Item]) -> dict[str, Any]:
+def _tei_body(cfg: HttpRewardSettings, items: list[Item]) -> dict[str, Any]:
     if cfg.protocol == "tei-rerank":
         texts = [r for _, r in items]
         query = items[0][0].text
@@ -150,7 +111,7 @@ def _tei_body(cfg: HttpRewardConfig, items: list[Item]) -> dict[str, Any]:
     return {"inputs": inputs, "raw_scores": cfg.raw_scores}
 
 
-def _json_body(cfg: HttpRewardConfig, items: list[Item]) -> dict[str, Any]:
+def _json_body(cfg: HttpRewardSettings, items: list[Item]) -> dict[str, Any]:
     prompt, response = items[0]
     values: dict[str, Any] = {
         "prompt": prompt.text,
@@ -165,10 +126,10 @@ def _json_body(cfg: HttpRewardConfig, items: list[Item]) -> dict[str, Any]:
 
 def _fill_json(node: Any, values: Mapping[str, Any]) -> Any:
     if isinstance(node, str):
-        whole = _PLACEHOLDER.fullmatch(node)
+        whole = PLACEHOLDER.fullmatch(node)
         if whole is not None:
             return values[whole.group(1)]
-        return _PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), node)
+        return PLACEHOLDER.sub(lambda m: str(values[m.group(1)]), node)
     if isinstance(node, Mapping):
         return {k: _fill_json(v, values) for k, v in node.items()}
     if isinstance(node, list):
@@ -227,7 +188,7 @@ def _pick(values: list[float], index: int, where: str) -> float:
     return values[index]
 
 
-def parse_reply(cfg: HttpRewardConfig, reply: Any, n: int) -> list[float]:
+def parse_reply(cfg: HttpRewardSettings, reply: Any, n: int) -> list[float]:
     """One score per response from a 2xx reply; MalformedReply says what was expected."""
     if cfg.protocol == "json":
         return _parse_json(cfg, reply, n)
@@ -266,7 +227,7 @@ def _results(reply: Any, key: str | None, n: int) -> list[Mapping[str, Any]]:
     return sorted(items, key=lambda item: int(item["index"]))
 
 
-def _pooled(cfg: HttpRewardConfig, value: Any, where: str) -> float:
+def _pooled(cfg: HttpRewardSettings, value: Any, where: str) -> float:
     """A number; a list (``[label_index]``); or per-token rows reduced by `token_reduce`."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return _number(value, where)
@@ -293,7 +254,7 @@ def _prediction(label: str | None, predictions: Any, where: str) -> float:
     raise MalformedReply(f"{where} has no label {label!r} (labels: {found})")
 
 
-def _parse_json(cfg: HttpRewardConfig, reply: Any, n: int) -> list[float]:
+def _parse_json(cfg: HttpRewardSettings, reply: Any, n: int) -> list[float]:
     path = cfg.response_path or ""
     value = extract_path(reply, path)
     if not cfg.batched_json:

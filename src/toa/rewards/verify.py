@@ -25,7 +25,8 @@ wrong); a child stuck past a hard deadline (C code ignores signals) is killed an
 
 Scores: `correct` (default 1.0) or `incorrect` (default 0.0). A response with no extractable
 answer is incorrect (the model failed to answer). A row without a gold answer is a `ScoreFailure`
-naming the field: we cannot score it.
+naming the field: we cannot score it. The YAML side, ``reward: {type: verify, ...}``, is
+`toa.config.rewards.VerifyRewardConfig`.
 """
 
 from __future__ import annotations
@@ -43,15 +44,13 @@ from collections.abc import Sequence
 from fractions import Fraction
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from toa.errors import ConfigError
 from toa.rewards.batching import failures
 from toa.types import Prompt, Score, ScoreFailure
 
 __all__ = [
+    "VerifyMode",
     "VerifyReward",
-    "VerifyRewardConfig",
     "answers_equal_numeric",
     "extract_boxed",
     "extract_gsm8k_answer",
@@ -59,7 +58,7 @@ __all__ = [
     "parse_number",
 ]
 
-Mode = Literal["gsm8k", "math", "auto"]
+VerifyMode = Literal["gsm8k", "math", "auto"]
 
 _MATH_EXTRA_HINT = "install the math extra: pip install 'toa-synth[math]' (math-verify)"
 _STARTUP_ALLOWANCE_S = 60.0  # worker spawn + imports on a loaded machine, seconds
@@ -301,7 +300,7 @@ class VerifyReward:
     def __init__(
         self,
         *,
-        mode: Mode = "auto",
+        mode: VerifyMode = "auto",
         gold_field: str = "gold_answer",
         correct: float = 1.0,
         incorrect: float = 0.0,
@@ -387,32 +386,3 @@ class VerifyReward:
 
     async def aclose(self) -> None:
         await self._worker.close()
-
-
-class VerifyRewardConfig(BaseModel):
-    """Config of the `verify` reward (see `VerifyReward`)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["verify"]
-    mode: Mode = "auto"
-    gold_field: str = Field("gold_answer", min_length=1)
-    correct: float = Field(1.0, allow_inf_nan=False)
-    incorrect: float = Field(0.0, allow_inf_nan=False)
-    timeout_s: int = Field(5, ge=1, le=600, description="math-verify limit per step, seconds")
-
-    @model_validator(mode="after")
-    def _distinct_values(self) -> VerifyRewardConfig:
-        if self.correct == self.incorrect:
-            raise ValueError("correct and incorrect must differ, or every answer scores the same")
-        return self
-
-    def build(self) -> VerifyReward:
-        """The reward this config describes (raises ConfigError if math mode lacks math-verify)."""
-        return VerifyReward(
-            mode=self.mode,
-            gold_field=self.gold_field,
-            correct=self.correct,
-            incorrect=self.incorrect,
-            timeout_s=self.timeout_s,
-        )

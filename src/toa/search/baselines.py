@@ -22,10 +22,12 @@ from toa.search.tree import ROOT_ID, SearchTree
 from toa.types import Prompt
 
 __all__ = [
+    "Baseline",
     "PRSSearch",
     "ParallelEnsemble",
     "RandomSampling",
     "SequentialRefine",
+    "SingleAgentBaseline",
     "SingleAgentConfig",
 ]
 
@@ -65,8 +67,12 @@ def new_tree(
     )
 
 
-class _Baseline:
-    """Shared construction: a config and the task's templates."""
+class Baseline:
+    """What every baseline shares: the task's templates and the `run` preamble.
+
+    `run` checks the budget and the agents, starts the tree with the baseline's settings and
+    hands it to `_search`, the one part each baseline writes itself.
+    """
 
     name = ""
 
@@ -77,6 +83,36 @@ class _Baseline:
         config = getattr(self, "config", None)
         inner = f"{config!r}, " if config is not None else ""
         return f"{type(self).__name__}({inner}task={self.templates.task!r})"
+
+    async def run(
+        self,
+        prompt: Prompt,
+        ctx: SearchContext,
+        *,
+        budget: int,
+        seed: int,
+        prior: Prior | None = None,
+    ) -> SearchTree:
+        """Spend `budget` generations on `prompt` by the baseline's fixed workflow."""
+        del prior  # a fixed workflow: nothing to learn across prompts
+        check_budget(budget, self.name)
+        agents = tuple(ctx.agents)
+        settings = self._settings(agents)
+        settings["templates"] = self.templates.hashes()
+        tree = new_tree(self.name, prompt, agents, budget, seed, **settings)
+        await self._search(tree, ctx, prompt, budget=budget, seed=seed)
+        return tree
+
+    def _settings(self, agents: tuple[str, ...]) -> dict[str, Any]:
+        """The settings recorded in the tree (before the template hashes); checks the agents."""
+        if not agents:
+            raise ConfigError(f"{self.name}: the context has no agents")
+        return {}
+
+    async def _search(
+        self, tree: SearchTree, ctx: SearchContext, prompt: Prompt, *, budget: int, seed: int
+    ) -> None:
+        raise NotImplementedError
 
     async def _fresh(
         self,
@@ -97,10 +133,8 @@ class _Baseline:
         return ids
 
 
-class RandomSampling(_Baseline):
-    """Best-of-N (name 'random'): one agent, `budget` fresh samples, one score call."""
-
-    name = "random"
+class SingleAgentBaseline(Baseline):
+    """A baseline on one agent (`SingleAgentConfig`), recorded as the tree's `agent` setting."""
 
     def __init__(
         self, config: SingleAgentConfig | None = None, *, templates: Templates | None = None
@@ -108,26 +142,22 @@ class RandomSampling(_Baseline):
         super().__init__(templates=templates)
         self.config = config or SingleAgentConfig()
 
-    async def run(
-        self,
-        prompt: Prompt,
-        ctx: SearchContext,
-        *,
-        budget: int,
-        seed: int,
-        prior: Prior | None = None,
-    ) -> SearchTree:
-        """`budget` fresh samples from the configured agent."""
-        del prior  # a fixed workflow: nothing to learn across prompts
-        check_budget(budget, self.name)
-        agents = tuple(ctx.agents)
-        agent = self.config.resolve(agents, self.name)
-        tree = new_tree(self.name, prompt, agents, budget, seed, agent=agent, **_hashes(self))
-        await self._fresh(tree, ctx, prompt, {agent: budget}, [])
-        return tree
+    def _settings(self, agents: tuple[str, ...]) -> dict[str, Any]:
+        return {"agent": self.config.resolve(agents, self.name)}
 
 
-class PRSSearch(_Baseline):
+class RandomSampling(SingleAgentBaseline):
+    """Best-of-N (name 'random'): one agent, `budget` fresh samples, one score call."""
+
+    name = "random"
+
+    async def _search(
+        self, tree: SearchTree, ctx: SearchContext, prompt: Prompt, *, budget: int, seed: int
+    ) -> None:
+        await self._fresh(tree, ctx, prompt, {tree.config["agent"]: budget}, [])
+
+
+class PRSSearch(SingleAgentBaseline):
     """PRS, single agent (name 'prs'): ceil(N/2) fresh samples, then floor(N/2) refinements of
     the single best of them (by raw reward; ties: the earliest).
 
@@ -137,27 +167,10 @@ class PRSSearch(_Baseline):
 
     name = "prs"
 
-    def __init__(
-        self, config: SingleAgentConfig | None = None, *, templates: Templates | None = None
+    async def _search(
+        self, tree: SearchTree, ctx: SearchContext, prompt: Prompt, *, budget: int, seed: int
     ) -> None:
-        super().__init__(templates=templates)
-        self.config = config or SingleAgentConfig()
-
-    async def run(
-        self,
-        prompt: Prompt,
-        ctx: SearchContext,
-        *,
-        budget: int,
-        seed: int,
-        prior: Prior | None = None,
-    ) -> SearchTree:
-        """Half fresh, half refinements of the best fresh response."""
-        del prior  # a fixed workflow: nothing to learn across prompts
-        check_budget(budget, self.name)
-        agents = tuple(ctx.agents)
-        agent = self.config.resolve(agents, self.name)
-        tree = new_tree(self.name, prompt, agents, budget, seed, agent=agent, **_hashes(self))
+        agent = tree.config["agent"]
         n_refine = budget // 2
         history: list[float] = []
         fresh = await self._fresh(tree, ctx, prompt, {agent: budget - n_refine}, history)
@@ -167,19 +180,18 @@ class PRSSearch(_Baseline):
             default=None,
         )
         if n_refine == 0:
-            return tree
+            return
         if best is None:
             await self._fresh(tree, ctx, prompt, {agent: n_refine}, history)
-            return tree
+            return
         node = tree.add_agent(best.id, agent, "refine")
         ids = [tree.add_response(node, parents=(best.id,)) for _ in range(n_refine)]
         messages = refine_messages(prompt, best.text or "", self.templates)
         await generate_all(tree, ctx, [(i, messages) for i in ids])
         await score_into(tree, ctx, prompt, ids, normaliser=normalise_by_rank, history=history)
-        return tree
 
 
-class ParallelEnsemble(_Baseline):
+class ParallelEnsemble(Baseline):
     """Parallel ensemble (name 'ensemble'): N/K fresh samples from each agent, one score call.
 
     When K does not divide N, the first N mod K agents (configuration order) get one more.
@@ -187,27 +199,16 @@ class ParallelEnsemble(_Baseline):
 
     name = "ensemble"
 
-    async def run(
-        self,
-        prompt: Prompt,
-        ctx: SearchContext,
-        *,
-        budget: int,
-        seed: int,
-        prior: Prior | None = None,
-    ) -> SearchTree:
-        """Fresh samples spread evenly over the agents."""
-        del prior  # a fixed workflow: nothing to learn across prompts
-        check_budget(budget, self.name)
-        agents = _agents(ctx, self.name)
-        tree = new_tree(self.name, prompt, agents, budget, seed, **_hashes(self))
+    async def _search(
+        self, tree: SearchTree, ctx: SearchContext, prompt: Prompt, *, budget: int, seed: int
+    ) -> None:
+        agents = tree.agents
         share, extra = divmod(budget, len(agents))
         counts = {a: share + (1 if i < extra else 0) for i, a in enumerate(agents)}
         await self._fresh(tree, ctx, prompt, {a: c for a, c in counts.items() if c}, [])
-        return tree
 
 
-class SequentialRefine(_Baseline):
+class SequentialRefine(Baseline):
     """Sequential refinement (name 'seq-refine'): ceil(N/K) rounds, each a chain over the agents.
 
     Each round visits the agents in a freshly shuffled order (seeded): the first writes fresh,
@@ -219,20 +220,10 @@ class SequentialRefine(_Baseline):
 
     name = "seq-refine"
 
-    async def run(
-        self,
-        prompt: Prompt,
-        ctx: SearchContext,
-        *,
-        budget: int,
-        seed: int,
-        prior: Prior | None = None,
-    ) -> SearchTree:
-        """Chains of fresh -> refine -> refine ..., one per round."""
-        del prior  # a fixed workflow: nothing to learn across prompts
-        check_budget(budget, self.name)
-        agents = _agents(ctx, self.name)
-        tree = new_tree(self.name, prompt, agents, budget, seed, **_hashes(self))
+    async def _search(
+        self, tree: SearchTree, ctx: SearchContext, prompt: Prompt, *, budget: int, seed: int
+    ) -> None:
+        agents = tree.agents
         rng = derive_rng(seed, prompt.id)
         history: list[float] = []
         remaining = budget
@@ -241,7 +232,6 @@ class SequentialRefine(_Baseline):
             ids = await self._round(tree, ctx, prompt, order)
             await score_into(tree, ctx, prompt, ids, normaliser=normalise_by_rank, history=history)
             remaining -= len(order)
-        return tree
 
     async def _round(
         self, tree: SearchTree, ctx: SearchContext, prompt: Prompt, order: list[str]
@@ -260,14 +250,3 @@ class SequentialRefine(_Baseline):
                 previous = node_id
             ids.append(node_id)
         return ids
-
-
-def _agents(ctx: SearchContext, strategy: str) -> tuple[str, ...]:
-    agents = tuple(ctx.agents)
-    if not agents:
-        raise ConfigError(f"{strategy}: the context has no agents")
-    return agents
-
-
-def _hashes(strategy: _Baseline) -> dict[str, Any]:
-    return {"templates": strategy.templates.hashes()}

@@ -12,6 +12,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from toa.errors import ConfigError
@@ -27,9 +30,30 @@ from toa.search.moa import MixtureOfAgents, MoAConfig
 from toa.search.templates import Templates
 from toa.search.toa import TOAConfig, TOASearch
 
-__all__ = ["STRATEGY_NAMES", "make_strategy", "strategy_names"]
+__all__ = ["STRATEGIES", "STRATEGY_NAMES", "make_strategy", "strategy_names"]
 
-STRATEGY_NAMES: tuple[str, ...] = ("toa", "random", "prs", "ensemble", "seq-refine", "moa")
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    """A strategy by name: its class and its settings dataclass (None: it takes none)."""
+
+    cls: Callable[..., Strategy]
+    config: Callable[..., Any] | None
+
+
+STRATEGIES: Mapping[str, _Kind] = MappingProxyType(
+    {
+        "toa": _Kind(TOASearch, TOAConfig),
+        "random": _Kind(RandomSampling, SingleAgentConfig),
+        "prs": _Kind(PRSSearch, SingleAgentConfig),
+        "ensemble": _Kind(ParallelEnsemble, None),
+        "seq-refine": _Kind(SequentialRefine, None),
+        "moa": _Kind(MixtureOfAgents, MoAConfig),
+    }
+)
+"""Every strategy `make_strategy` knows, TOA first: the one list of strategy names."""
+
+STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
 """Every strategy name `make_strategy` knows, TOA first."""
 
 
@@ -44,25 +68,15 @@ def make_strategy(name: str, *, templates: Templates | None = None, **settings: 
     Raises:
         ConfigError: unknown name, or a setting the strategy does not have.
     """
-    try:
-        return _build(name, templates, settings)
-    except TypeError as err:  # an unknown keyword for the config dataclass
-        raise ConfigError(f"strategy {name!r}: {err}") from err
-
-
-def _build(name: str, templates: Templates | None, settings: dict[str, Any]) -> Strategy:
-    if name == "toa":
-        return TOASearch(TOAConfig(**settings), templates=templates)
-    if name == "random":
-        return RandomSampling(SingleAgentConfig(**settings), templates=templates)
-    if name == "prs":
-        return PRSSearch(SingleAgentConfig(**settings), templates=templates)
-    if name == "moa":
-        return MixtureOfAgents(MoAConfig(**settings), templates=templates)
-    if name in ("ensemble", "seq-refine"):
+    kind = STRATEGIES.get(name)
+    if kind is None:
+        raise ConfigError(f"unknown strategy {name!r}; choose one of {list(STRATEGY_NAMES)}")
+    if kind.config is None:
         if settings:
             raise ConfigError(f"strategy {name!r} takes no settings, got {sorted(settings)}")
-        if name == "ensemble":
-            return ParallelEnsemble(templates=templates)
-        return SequentialRefine(templates=templates)
-    raise ConfigError(f"unknown strategy {name!r}; choose one of {list(STRATEGY_NAMES)}")
+        return kind.cls(templates=templates)
+    try:
+        config = kind.config(**settings)
+    except TypeError as err:  # an unknown keyword for the config dataclass
+        raise ConfigError(f"strategy {name!r}: {err}") from err
+    return kind.cls(config, templates=templates)

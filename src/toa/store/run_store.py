@@ -23,11 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
+import logging
 import os
 import queue
 import sqlite3
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -48,6 +51,8 @@ __all__ = [
     "StoreSummary",
 ]
 
+
+logger = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 ResultStatus = Literal["done", "failed"]
@@ -72,7 +77,13 @@ CREATE TABLE IF NOT EXISTS priors (
     prompt_id TEXT PRIMARY KEY, prior_json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS evidence (
     prompt_id TEXT PRIMARY KEY, evidence_json TEXT NOT NULL, seq INTEGER NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS trees (
+    prompt_id TEXT PRIMARY KEY, tree_zjson BLOB NOT NULL);
 """
+# `trees`: each finished prompt's whole search tree (`SearchTree.to_dict()`), JSON compressed
+# with zlib (the texts are also in the result's `samples` view: compressed, the record costs
+# about a third of that again). Stores written before it existed have no such table: their
+# prompts have no stored tree, and readers fall back to the result line.
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +162,8 @@ _EVIDENCE_SQL = (
     "INSERT OR REPLACE INTO evidence (prompt_id, evidence_json, seq) "
     "VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM evidence))"
 )
+_TREE_SQL = "INSERT OR REPLACE INTO trees (prompt_id, tree_zjson) VALUES (?, ?)"
+_TREE_LEVEL = 6  # zlib level: texts shrink about 3x; a 160-node tree takes a few ms
 _SUMMARY_SQL = """
 SELECT
  (SELECT COUNT(*) FROM results WHERE status = 'done'),
@@ -162,6 +175,20 @@ SELECT
  (SELECT COALESCE(SUM(completion_tokens), 0) FROM calls),
  (SELECT COUNT(*) FROM rewards WHERE ok), (SELECT COUNT(*) FROM rewards WHERE NOT ok)
 """
+
+
+def _tree(blob: bytes, path: Path, prompt_id: str) -> dict[str, Any]:
+    """A stored tree, decoded; StoreError (naming the prompt) when it cannot be."""
+    try:
+        data = json.loads(zlib.decompress(blob).decode("utf-8"))
+    except (zlib.error, UnicodeDecodeError, ValueError) as exc:
+        raise StoreError(
+            f"run store {path}: the stored tree of prompt {prompt_id!r} is damaged ({exc}); "
+            "its result line in results.jsonl still holds every sample"
+        ) from exc
+    if not isinstance(data, dict):
+        raise StoreError(f"run store {path}: the stored tree of prompt {prompt_id!r} is not a tree")
+    return data
 
 
 def _with_bool(row: tuple[Any, ...], index: int) -> list[Any]:
@@ -191,6 +218,7 @@ class StoreReader:
         except sqlite3.Error as exc:
             raise store_error(self.path, "open it for reading", exc) from exc
         self._read_lock = threading.Lock()
+        self._trees: bool | None = None  # whether the `trees` table exists (asked once)
         try:
             version = self.get_meta("schema_version")
         except StoreError:
@@ -249,6 +277,50 @@ class StoreReader:
             for seq, prompt_id, evidence_json in page:
                 last = seq
                 yield prompt_id, evidence_json
+
+    def tree_for(self, prompt_id: str) -> dict[str, Any] | None:
+        """A finished prompt's search tree (`SearchTree.to_dict()` form), or None (no tree
+        stored: the search failed, the prompt is unfinished, or an older TOA wrote the store)."""
+        if not self._has_trees():
+            return None
+        rows = self._query("SELECT tree_zjson FROM trees WHERE prompt_id = ?", (prompt_id,))
+        return _tree(rows[0][0], self.path, prompt_id) if rows else None
+
+    def iter_results_with_trees(
+        self, page_size: int = 256
+    ) -> Iterator[tuple[str, str, str, dict[str, Any] | None]]:
+        """``(prompt_id, status, result_json, tree)`` like `iter_results`, with each prompt's
+        stored tree: None when there is none (see `tree_for`) or when it is damaged (logged: the
+        result line still holds every sample)."""
+        if not self._has_trees():
+            for prompt_id, status, result_json in self.iter_results(page_size):
+                yield prompt_id, status, result_json, None
+            return
+        sql = (
+            "SELECT r.seq, r.prompt_id, r.status, r.result_json, t.tree_zjson FROM results AS r "
+            "LEFT JOIN trees AS t ON t.prompt_id = r.prompt_id "
+            "WHERE r.seq > ? ORDER BY r.seq LIMIT ?"
+        )
+        last = 0
+        while page := self._query(sql, (last, page_size)):
+            for seq, prompt_id, status, result_json, blob in page:
+                last = seq
+                tree = None
+                if blob is not None:
+                    try:
+                        tree = _tree(blob, self.path, prompt_id)
+                    except StoreError as exc:  # the result line still holds every sample
+                        logger.warning("%s; reading its result line instead", exc)
+                yield prompt_id, status, result_json, tree
+
+    def _has_trees(self) -> bool:
+        """Whether the store has the `trees` table (stores of older TOA releases do not)."""
+        if self._trees is None:
+            rows = self._query(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'trees'"
+            )
+            self._trees = bool(rows)
+        return self._trees
 
     def iter_results(self, page_size: int = 256) -> Iterator[tuple[str, str, str]]:
         """``(prompt_id, status, result_json)`` in the order results were last written.
@@ -385,6 +457,15 @@ class RunStore(StoreReader, GroupWriter):
     def submit_evidence(self, prompt_id: str, evidence_json: str) -> asyncio.Future[None]:
         """Queue what a finished prompt teaches later ones (`toa.search.priors`)."""
         return self._submit(_EVIDENCE_SQL, (prompt_id, evidence_json), f"evidence ({prompt_id!r})")
+
+    def submit_tree(self, prompt_id: str, tree: dict[str, Any]) -> asyncio.Future[None]:
+        """Queue a finished prompt's search tree (`SearchTree.to_dict()`), the prompt's record.
+
+        Queued before the prompt's result, so a prompt with a result has its tree stored.
+        """
+        text = json.dumps(tree, ensure_ascii=False, separators=(",", ":"))
+        blob = zlib.compress(text.encode("utf-8"), _TREE_LEVEL)
+        return self._submit(_TREE_SQL, (prompt_id, blob), f"tree ({prompt_id!r})")
 
     async def write_result(self, prompt_id: str, status: ResultStatus, result_json: str) -> None:
         """Store a prompt's final result, stamped now; returns once committed."""
