@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from toa.config import RunSettings, parse_config
-from toa.demo import agent_config, tally
+from toa.demo import tally
 from toa.engine.context import Compute
 from toa.engine.runner import run
 from toa.errors import InputError, TOAError
@@ -141,14 +141,17 @@ def grid(strategies: list[str], budgets: list[int]) -> list[Cell]:
 def local_agents() -> list[dict[str, Any]] | None:
     """Start (or reuse) the three local servers; their agent configurations (None: no models)."""
     try:
-        from toa.local import agent_specs, start_servers
+        from toa.local import config_sections, start_servers
 
         servers = start_servers()
     except (ImportError, TOAError) as exc:
         print(f"SKIP gsm8k_local: the local models cannot run here: {exc}")
         return None
     sampling = SamplingParams(temperature=TEMPERATURE, max_tokens=MAX_TOKENS)
-    return [agent_config(s) for s in agent_specs(servers, sampling=sampling)]
+    agents: list[dict[str, Any]] = config_sections(servers, judge=False, sampling=sampling)[
+        "agents"
+    ]
+    return agents
 
 
 def settings_for(

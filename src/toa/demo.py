@@ -40,7 +40,6 @@ from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toa.agents.spec import AgentSpec
 from toa.config import RunSettings, parse_config
 from toa.engine.runner import ProgressSink, RunReport, run
 from toa.errors import ConfigError
@@ -57,7 +56,6 @@ __all__ = [
     "DemoOptions",
     "DemoResult",
     "RunTotals",
-    "agent_config",
     "calibration_problems_path",
     "demo_problems_path",
     "local_settings",
@@ -304,30 +302,6 @@ class DemoResult:
         return f"{name} matched {rival}: {ours} of {self.evaluated} correct each."
 
 
-def agent_config(spec: AgentSpec) -> dict[str, Any]:
-    """The YAML-shaped configuration of a running local model (for the manifest)."""
-    s = spec.sampling
-    return {
-        "name": spec.name,
-        "base_url": list(spec.base_urls),
-        "model": spec.model,
-        "mode": spec.mode,
-        "prompt_template": spec.prompt_template,
-        "max_concurrency": spec.max_concurrency,
-        "timeout_s": spec.timeout_s,
-        "params_b": spec.params_b,
-        "sampling": {
-            "temperature": s.temperature,
-            "top_p": s.top_p,
-            "max_tokens": s.max_tokens,
-            "stop": list(s.stop),
-        },
-        "extra_body": dict(spec.extra_body),
-        "retry": {"max_attempts": 3, "base_delay_s": 1.0},
-        "breaker": {"failure_threshold": 3, "cooldown_s": 20.0},
-    }
-
-
 def _settings(
     agents: list[dict[str, Any]], options: DemoOptions, reward: dict[str, Any]
 ) -> RunSettings:
@@ -355,13 +329,13 @@ def _variant(settings: RunSettings, options: DemoOptions, strategy: dict[str, An
 
 def local_settings(options: DemoOptions) -> RunSettings:
     """Start (or reuse) the three local model servers and configure the run on them."""
-    from toa.local import agent_specs, start_servers
+    from toa.local import config_sections, start_servers
     from toa.types import SamplingParams
 
     servers = start_servers()
     sampling = SamplingParams(temperature=0.7, max_tokens=options.max_tokens)
-    specs = agent_specs(servers, sampling=sampling)
-    return _settings([agent_config(s) for s in specs], options, {"type": "verify", "mode": "gsm8k"})
+    agents = config_sections(servers, judge=False, sampling=sampling)["agents"]
+    return _settings(agents, options, {"type": "verify", "mode": "gsm8k"})
 
 
 def _results(run_dir: Path) -> Iterator[dict[str, Any]]:

@@ -36,6 +36,7 @@ __all__ = [
     "ScoreItem",
     "SyncBatchFn",
     "ThreadedReward",
+    "WorkerReward",
     "checked_scores",
     "failures",
 ]
@@ -97,6 +98,27 @@ def _checked_one(value: object, source: str) -> Score:
 
 def _closed_failures(count: int, name: str) -> list[Score]:
     return failures(count, f"reward {name!r} was closed before scoring", "RewardClosed")
+
+
+class WorkerReward:
+    """A reward whose model runs on its `ThreadedReward` worker (`hf`, `comet`).
+
+    Subclasses set ``self._worker`` in their constructor; scoring and closing go through it.
+    """
+
+    _worker: ThreadedReward
+
+    async def score(self, prompt: Prompt, responses: Sequence[str]) -> list[Score]:
+        """One raw reward or `ScoreFailure` per response, in order."""
+        return await self._worker.score(prompt, responses)
+
+    async def score_batch(self, items: Sequence[ScoreItem]) -> list[Score]:
+        """One raw reward or `ScoreFailure` per ``(prompt, response)``; prompts may differ."""
+        return await self._worker.score_batch(items)
+
+    async def aclose(self) -> None:
+        """Lets the running batch finish, fails queued calls, releases the model (idempotent)."""
+        await self._worker.aclose()
 
 
 class ThreadedReward:

@@ -42,7 +42,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 from toa.errors import ConfigError
-from toa.rewards.batching import ScoreItem, ThreadedReward
+from toa.rewards.batching import ScoreItem, ThreadedReward, WorkerReward
 from toa.types import Prompt, Score, ScoreFailure
 
 __all__ = [
@@ -84,7 +84,7 @@ class CometSettings:
     device: CometDevice = "auto"
 
 
-class CometReward:
+class CometReward(WorkerReward):
     """A COMET or COMET-KIWI checkpoint as a `RewardModel` and a `BatchScorer`.
 
     Raises (at construction):
@@ -104,18 +104,6 @@ class CometReward:
         """True when every sample carries a reference (``ref``)."""
         self._gpus = _gpus(settings.device)
         self._worker = ThreadedReward(self.name, self._score_items, on_close=self._release)
-
-    async def score(self, prompt: Prompt, responses: Sequence[str]) -> list[Score]:
-        """One raw COMET score or `ScoreFailure` per response, in order."""
-        return await self._worker.score(prompt, responses)
-
-    async def score_batch(self, items: Sequence[ScoreItem]) -> list[Score]:
-        """One raw COMET score or `ScoreFailure` per ``(prompt, response)``; prompts may differ."""
-        return await self._worker.score_batch(items)
-
-    async def aclose(self) -> None:
-        """Lets the running call finish, fails queued calls, drops the model (idempotent)."""
-        await self._worker.aclose()
 
     def _release(self) -> None:
         self._model = None

@@ -50,7 +50,7 @@ from types import ModuleType
 from typing import Any, Literal
 
 from toa.errors import ConfigError
-from toa.rewards.batching import ScoreItem, ThreadedReward, failures
+from toa.rewards.batching import ScoreItem, ThreadedReward, WorkerReward, failures
 from toa.types import Prompt, Score, ScoreFailure
 
 __all__ = ["HFInputFormat", "HFRewardModel", "HFSettings", "TorchDtype", "check_device"]
@@ -114,7 +114,7 @@ class _Loaded:
     pad_id: int  # the model's pad_token_id: classifiers read the last token that is not this
 
 
-class HFRewardModel:
+class HFRewardModel(WorkerReward):
     """A local transformers sequence classifier as a `RewardModel` and a `BatchScorer`.
 
     Building loads the model (blocking: seconds for small models, a minute or more for 8B ones;
@@ -140,18 +140,6 @@ class HFRewardModel:
         self._worker = ThreadedReward(self.name, self._score_items, on_close=self._release)
         self.forward_passes = 0
         """Forward passes run by `score`/`score_batch` so far (one per batch of inputs)."""
-
-    async def score(self, prompt: Prompt, responses: Sequence[str]) -> list[Score]:
-        """One raw reward (a logit, unbounded) or `ScoreFailure` per response, in order."""
-        return await self._worker.score(prompt, responses)
-
-    async def score_batch(self, items: Sequence[ScoreItem]) -> list[Score]:
-        """One raw reward or `ScoreFailure` per ``(prompt, response)``; prompts may differ."""
-        return await self._worker.score_batch(items)
-
-    async def aclose(self) -> None:
-        """Lets the running batch finish, fails queued calls, releases the model (idempotent)."""
-        await self._worker.aclose()
 
     def _release(self) -> None:
         loaded, self._loaded = self._loaded, None
