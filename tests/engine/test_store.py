@@ -265,8 +265,15 @@ def test_not_a_store(tmp_path: Path) -> None:
         RunStore(junk)
     with pytest.raises(StoreError, match=r"junk\.db"):
         StoreReader(junk)
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()  # a 0-byte file: no record at all
+    with pytest.raises(StoreError, match=r"the file is empty \(0 bytes\)"):
+        StoreReader(empty)
     other = tmp_path / "other.db"
-    sqlite3.connect(other).close()  # an empty SQLite file: no meta table
+    conn = sqlite3.connect(other)  # a SQLite file with tables, but no meta table
+    conn.execute("CREATE TABLE t (x)")
+    conn.commit()
+    conn.close()
     with pytest.raises(StoreError, match="no such table"):
         StoreReader(other)
 

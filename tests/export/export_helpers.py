@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from toa.config import parse_config
-from toa.engine.runner import STORE_NAME, RunReport, run
-from toa.store.manifest import MANIFEST_NAME
+from toa.engine.runner import RunReport, run
+from toa.store.layout import MANIFEST_NAME, STORE_NAME
 from toa.store.run_store import CallRecord, ResultStatus, RunStore
 from toa.testing import FakeServer
 

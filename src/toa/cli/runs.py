@@ -22,10 +22,14 @@ def _execute(
     run_dir: Path,
     prompt_field: str | None,
     limit: int | None,
+    force: bool = False,
 ) -> None:
     from toa.cli.progress import RichProgress
+    from toa.engine.preflight import check_start
     from toa.engine.runner import run
 
+    # The same checks `run` makes first, before the progress display takes the terminal.
+    check_start(settings, input_path=input_path, run_dir=run_dir, force=force)
     with RichProgress(console) as progress:
         report = run_with_interrupt(
             lambda stop: run(
@@ -36,6 +40,7 @@ def _execute(
                 limit=limit,
                 progress=progress,
                 stop=stop,
+                force=force,
             )
         )
     print_report(report)
@@ -69,6 +74,13 @@ def run_command(
             "again (sets runner.cache)."
         ),
     ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Write the run into a non-empty directory that is not a run (refused otherwise).",
+        ),
+    ] = False,
 ) -> None:
     """Run a strategy over every prompt; every call is stored as it completes.
 
@@ -79,7 +91,14 @@ def run_command(
         settings = with_overrides(
             load_config(config), strategy=strategy, budget=budget, cache=_cache_path(cache)
         )
-        _execute(settings, input_path=input, run_dir=output, prompt_field=prompt_field, limit=limit)
+        _execute(
+            settings,
+            input_path=input,
+            run_dir=output,
+            prompt_field=prompt_field,
+            limit=limit,
+            force=force,
+        )
     except TOAError as error:
         fail(error)
 

@@ -200,6 +200,13 @@ def _make_strategy(s: StrategyConfig, templates: Templates, agent_names: Sequenc
     }
     if s.name == "toa":
         _check_rule(s)
+        if s.width is not None and s.width < len(agent_names):
+            raise _FieldError(
+                ("strategy", "width"),
+                f"strategy.width: {s.width} is smaller than the number of agents "
+                f"({len(agent_names)}): every agent needs a response at depth 1, so width must "
+                f"be >= {len(agent_names)} (or leave it unset to derive it from the budget)",
+            )
         settings["rule"] = _rule(s)
         if s.normalize is not None:
             settings["normalisation"] = Normalisation(kind=s.normalize.kind, tau=s.normalize.tau)

@@ -26,6 +26,7 @@ from typing import IO, Any, Protocol
 
 from toa.agents import AgentPool
 from toa.engine.context import Compute, PromptContext
+from toa.engine.preflight import check_start
 from toa.engine.results import failed_result, tree_result
 from toa.errors import InputError, RunLockedError
 from toa.inputs.readers import read_prompts
@@ -33,6 +34,7 @@ from toa.rewards import RewardModel
 from toa.search.priors import Prior, evidence_from_tree
 from toa.settings import RunSettings
 from toa.store.cache import GenerationCache
+from toa.store.layout import LOCK_NAME, RESULTS_NAME, STORE_NAME
 from toa.store.manifest import build_manifest, check_resumable, read_manifest, write_manifest
 from toa.store.run_store import RunStore, StoreReader
 from toa.types import Prompt
@@ -47,10 +49,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-RESULTS_NAME = "results.jsonl"
-STORE_NAME = "store.sqlite"
-LOCK_NAME = ".lock"
 
 
 class ProgressSink(Protocol):
@@ -274,6 +272,7 @@ async def run(
     limit: int | None = None,
     progress: ProgressSink | None = None,
     stop: asyncio.Event | None = None,
+    force: bool = False,
 ) -> RunReport:
     """Run (or continue) `settings` over the prompts in `input_path`, into `run_dir`.
 
@@ -282,10 +281,14 @@ async def run(
     generation cache, shared across runs (see `toa.store.cache`). Setting `stop` ends the run
     cleanly (in-flight prompts are abandoned, everything finished is kept, the report says
     `interrupted`); cancelling the task propagates as usual.
-    Raises `ConfigError` when the directory holds a run made with different settings, and
-    `RunLockedError` when another process is using it.
+    Before anything is created, `toa.engine.preflight.check_start` checks the agents' key
+    variables, the input and the directory (`force`: use a non-empty directory that is not a
+    run). Raises `ConfigError` when the directory holds a run made with different settings or
+    cannot be a run directory, `InputError` for a missing input, `StoreError` when a run's store
+    is gone but its results remain, and `RunLockedError` when another process is using it.
     """
     input_path, run_dir = Path(input_path), Path(run_dir)
+    check_start(settings, input_path=input_path, run_dir=run_dir, force=force)
     with _locked(run_dir):
         _prepare(settings, run_dir, input_path, prompt_field)
         store = RunStore(run_dir / STORE_NAME)

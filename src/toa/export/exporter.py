@@ -18,7 +18,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from toa.engine.runner import STORE_NAME
 from toa.errors import ExportError
 from toa.export.card import card_path, render_card
 from toa.export.dpo import DPOOptions, dpo_columns, to_dpo_pairs
@@ -27,6 +26,7 @@ from toa.export.report import ExportFormat, ExportReport, Tally
 from toa.export.sft import SFTOptions, sft_columns, to_sft_rows
 from toa.export.writers import RowWriter, check_output, writing
 from toa.search.tree import SearchTree
+from toa.store.layout import STORE_NAME
 from toa.store.manifest import read_manifest
 from toa.store.run_store import RunStore
 

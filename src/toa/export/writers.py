@@ -23,6 +23,7 @@ from typing import Any, Literal, Protocol
 
 from toa.errors import ExportError
 from toa.export.records import Column, ColumnKind
+from toa.store.layout import MANIFEST_NAME, RUN_FILES
 
 __all__ = ["OutputKind", "RowWriter", "check_output", "output_kind", "writing"]
 
@@ -62,12 +63,20 @@ def check_output(out: Path) -> OutputKind:
     """OUT's kind, after checking it can be written without destroying anything else.
 
     Raises:
-        ExportError: OUT's folder is missing, or OUT is a directory that holds something other
-            than a saved dataset, or a file stands where a directory export would go.
+        ExportError: OUT's folder is missing, OUT is a run directory or one of a run's own files
+            (results.jsonl, store.sqlite, ...), or OUT is a directory that holds something
+            other than a saved dataset, or a file stands where a directory export would go.
     """
     kind = output_kind(out)
     if not out.parent.is_dir():
         raise ExportError(f"{out}: the folder {out.parent} does not exist; create it first")
+    if (out.parent / MANIFEST_NAME).is_file() and out.name in RUN_FILES:
+        raise ExportError(
+            f"{out}: is one of the run's own files ({out.parent} is a run directory); "
+            "write the export somewhere else"
+        )
+    if (out / MANIFEST_NAME).is_file():
+        raise ExportError(f"{out}: is a run directory; write the export somewhere else")
     if kind == "datasets" and out.exists():
         if not out.is_dir():
             raise ExportError(f"{out}: a file is in the way of the dataset directory")

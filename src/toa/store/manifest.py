@@ -21,10 +21,10 @@ from typing import Any
 from toa import __version__
 from toa.errors import ConfigError
 from toa.settings import RunSettings
+from toa.store.layout import MANIFEST_NAME
 
 __all__ = ["MANIFEST_NAME", "build_manifest", "check_resumable", "read_manifest", "write_manifest"]
 
-MANIFEST_NAME = "manifest.json"
 # 2: per-request seeds follow (request, sample index), not the tree position. Runs of another
 # format would send every stored call again on resume, so they are refused.
 _FORMAT = 2

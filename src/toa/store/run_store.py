@@ -210,6 +210,12 @@ class StoreReader:
         self.path = Path(path)
         if not self.path.is_file():
             raise StoreError(f"run store {self.path}: no such file; check the path")
+        if self.path.stat().st_size == 0:
+            raise StoreError(
+                f"run store {self.path}: the file is empty (0 bytes) and holds no record; "
+                "restore it from a backup (the run's results.jsonl, if any, still holds its "
+                "finished results)"
+            )
         uri = self.path.resolve().as_uri() + "?mode=ro"
         try:
             self._conn: sqlite3.Connection | None = sqlite3.connect(
