@@ -312,11 +312,20 @@ async def test_locked_store_fails_the_group_with_a_hint(tmp_path: Path) -> None:
         assert "database is locked" in str(results[0])
         assert "one `toa run` per store" in str(results[0])
         blocker.execute("ROLLBACK")
-        await store.write_call(call("p", 99))  # the writer went on
-        assert set(store.calls_for("p")) == {99}
+        # A failed write stops new spending: the store takes no more writes, saying why ...
+        with pytest.raises(StoreError, match=r"database is locked.*takes no more writes"):
+            await store.write_call(call("p", 99))
+        assert store.failure is not None
     finally:
         blocker.close()
         store.close()
+    # ... and the next run (a resume) opens the store again and writes.
+    again = RunStore(tmp_path / "run.db")
+    try:
+        await again.write_call(call("p", 99))
+        assert set(again.calls_for("p")) == {99}
+    finally:
+        again.close()
 
 
 async def test_bad_status_is_rejected(store: RunStore) -> None:

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from toa.cli.common import console, fail, print_report, run_with_interrupt
 from toa.config import load_config, parse_config, with_overrides
-from toa.errors import ConfigError, TOAError
+from toa.errors import ConfigError, StoreError, TOAError
 from toa.search.strategies import STRATEGY_NAMES
 from toa.settings import RunSettings
+
+if TYPE_CHECKING:
+    from toa.engine.runner import RunReport
 
 
 def _execute(
@@ -24,14 +27,33 @@ def _execute(
     limit: int | None,
     force: bool = False,
 ) -> None:
-    from toa.cli.progress import RichProgress
     from toa.engine.preflight import check_start
-    from toa.engine.runner import run
 
     # The same checks `run` makes first, before the progress display takes the terminal.
     check_start(settings, input_path=input_path, run_dir=run_dir, force=force)
+    try:
+        report = _run_with_progress(settings, input_path, run_dir, prompt_field, limit, force)
+    except StoreError as error:
+        if (run_dir / "manifest.json").is_file():
+            raise StoreError(f"{error}\nthen continue with: toa resume {run_dir}") from error
+        raise
+    print_report(report)
+    raise typer.Exit(report.exit_code)
+
+
+def _run_with_progress(
+    settings: RunSettings,
+    input_path: Path,
+    run_dir: Path,
+    prompt_field: str | None,
+    limit: int | None,
+    force: bool,
+) -> RunReport:
+    from toa.cli.progress import RichProgress
+    from toa.engine.runner import run
+
     with RichProgress(console) as progress:
-        report = run_with_interrupt(
+        return run_with_interrupt(
             lambda stop: run(
                 settings,
                 input_path=input_path,
@@ -43,8 +65,6 @@ def _execute(
                 force=force,
             )
         )
-    print_report(report)
-    raise typer.Exit(report.exit_code)
 
 
 def run_command(

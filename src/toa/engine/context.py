@@ -40,7 +40,7 @@ from dataclasses import replace
 from toa.agents import AgentPool
 from toa.agents.spec import AgentSpec
 from toa.engine.accounting import AgentCompute, Compute
-from toa.errors import AgentError, AgentUnavailableError, ReplayedFailure
+from toa.errors import AgentError, AgentUnavailableError, ReplayedFailure, StoreError
 from toa.rewards.base import RewardModel
 from toa.settings import Price
 from toa.store.cache import CachedGeneration, GenerationCache
@@ -134,6 +134,7 @@ class PromptContext:
         cached = self._cache.get(key) if self._cache is not None else None
         if cached is not None:
             return self._from_cache(cached, node_id, client.spec)
+        self._check_store()  # a call whose record cannot be stored would be paid for twice
         started = time.time()
         try:
             completion = await client.generate(messages, sampling=sampling)
@@ -189,6 +190,7 @@ class PromptContext:
             else:
                 todo.append(i)
         if todo:
+            self._check_store()
             fresh = await self._score_now(prompt, [responses[i] for i in todo])
             for i, score in zip(todo, fresh, strict=True):
                 results[i] = score
@@ -277,6 +279,12 @@ class PromptContext:
         pending, self._pending = self._pending, []
         if pending:
             await asyncio.gather(*pending)
+
+    def _check_store(self) -> None:
+        """Refuse new spending once the store has failed a write (disk full, I/O error, ...)."""
+        failure = self._store.failure if self._store is not None else None
+        if failure is not None:
+            raise StoreError(f"{failure} (stopped before sending more requests)")
 
     def _store_call(self, record: CallRecord) -> None:
         if self._store is not None:

@@ -28,7 +28,7 @@ from toa.agents import AgentPool
 from toa.engine.context import Compute, PromptContext
 from toa.engine.preflight import check_start
 from toa.engine.results import failed_result, tree_result
-from toa.errors import InputError, RunLockedError
+from toa.errors import InputError, RunLockedError, StoreError
 from toa.inputs.readers import read_prompts
 from toa.rewards import RewardModel
 from toa.search.priors import Prior, evidence_from_tree
@@ -37,6 +37,7 @@ from toa.store.cache import GenerationCache
 from toa.store.layout import LOCK_NAME, RESULTS_NAME, STORE_NAME
 from toa.store.manifest import build_manifest, check_resumable, read_manifest, write_manifest
 from toa.store.run_store import RunStore, StoreReader
+from toa.store.writer import free_space
 from toa.types import Prompt
 
 __all__ = [
@@ -114,16 +115,30 @@ def learned_prior(store: StoreReader, agents: tuple[str, ...]) -> Prior:
     return learned
 
 
-def rebuild_results(run_dir: Path, store: RunStore) -> int:
-    """Rewrite results.jsonl from the store (atomically); returns the number of lines."""
+def rebuild_results(run_dir: Path, store: StoreReader) -> int:
+    """Rewrite results.jsonl from the store (atomically); returns the number of lines.
+
+    Raises:
+        StoreError: the file cannot be written (disk full, permissions); the old file is left
+            as it was, no temporary file is left behind, and the store still holds every result.
+    """
     path = run_dir / RESULTS_NAME
     tmp = path.with_suffix(".jsonl.tmp")
     lines = 0
-    with tmp.open("w", encoding="utf-8") as out:
-        for _prompt_id, _status, result_json in store.iter_results():
-            out.write(result_json + "\n")
-            lines += 1
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as out:
+            for _prompt_id, _status, result_json in store.iter_results():
+                out.write(result_json + "\n")
+                lines += 1
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StoreError(
+            f"{path}: cannot rewrite the results file ({exc.strerror or exc}; "
+            f"{free_space(path)} free there): the store keeps every result, and "
+            f"`toa resume {run_dir}` rewrites the file once there is room"
+        ) from exc
     return lines
 
 
@@ -212,8 +227,8 @@ class _Run:
                 prompt, ctx, budget=self.settings.budget, seed=self.settings.seed, prior=prior
             )
             await ctx.flush()
-        except asyncio.CancelledError:
-            raise
+        except (asyncio.CancelledError, StoreError):
+            raise  # a store that cannot write stops the whole run (see `_feed`)
         except Exception as exc:
             logger.exception("prompt %r: the %s search failed", prompt.id, strategy.name)
             await ctx.flush()  # its calls were paid for: keep them (a StoreError propagates)
@@ -249,8 +264,16 @@ class _Run:
             self.report.failed += 1
         _add(self.report.compute, compute)
         await write
-        self.results.write(line + "\n")
-        self.results.flush()
+        try:
+            self.results.write(line + "\n")
+            self.results.flush()
+        except OSError as exc:  # the store has the result; results.jsonl is rebuilt from it
+            path = self.report.run_dir / RESULTS_NAME
+            raise StoreError(
+                f"{path}: cannot append a result ({exc.strerror or exc}; {free_space(path)} "
+                f"free there): the store keeps it; free space, then `toa resume "
+                f"{self.report.run_dir}`"
+            ) from exc
         if self.progress is not None:
             self.progress.prompt_finished(prompt_id, compute, ok=ok)
 
@@ -297,15 +320,29 @@ async def run(
             if settings.runner.cache is not None:
                 cache = GenerationCache(settings.runner.cache)
             rebuild_results(run_dir, store)
-            return await _run_in(
+            report = await _run_in(
                 settings, run_dir, store, input_path, prompt_field, limit, progress, stop, cache
             )
-        finally:
-            store.flush()
-            rebuild_results(run_dir, store)
-            store.close()
-            if cache is not None:
-                cache.close()
+        except BaseException:
+            _close(run_dir, store, cache, quiet=True)  # the first error is the one to report
+            raise
+        _close(run_dir, store, cache, quiet=False)
+        return report
+
+
+def _close(run_dir: Path, store: RunStore, cache: GenerationCache | None, *, quiet: bool) -> None:
+    """Commit what is queued, rewrite results.jsonl from the store, close the files."""
+    try:
+        store.flush()
+        rebuild_results(run_dir, store)
+    except StoreError as exc:
+        if not quiet:
+            raise
+        logger.error("%s", exc)
+    finally:
+        store.close()
+        if cache is not None:
+            cache.close()
 
 
 async def _run_in(
@@ -365,11 +402,13 @@ async def _feed_until_stopped(feed: Coroutine[Any, Any, None], stop: asyncio.Eve
 
 
 def _releaser(
-    tasks: set[asyncio.Task[None]], slots: asyncio.Semaphore
+    tasks: set[asyncio.Task[None]], slots: asyncio.Semaphore, fatal: list[BaseException]
 ) -> Callable[[asyncio.Task[None]], None]:
     def release(task: asyncio.Task[None]) -> None:
         tasks.discard(task)
         slots.release()
+        if not task.cancelled() and task.exception() is not None:
+            fatal.append(task.exception())  # type: ignore[arg-type]
 
     return release
 
@@ -378,6 +417,7 @@ async def _feed(state: _Run, input_path: Path, prompt_field: str | None, limit: 
     """Stream the input, start prompts under the in-flight bound, wait for them all."""
     slots = asyncio.Semaphore(state.settings.runner.prompts_in_flight)
     tasks: set[asyncio.Task[None]] = set()
+    fatal: list[BaseException] = []  # what ended a prompt's task (a store that cannot write)
     try:
         for item in read_prompts(input_path, prompt_field=prompt_field, limit=limit):
             if isinstance(item, InputError):
@@ -392,11 +432,16 @@ async def _feed(state: _Run, input_path: Path, prompt_field: str | None, limit: 
                 state.report.already_done += 1
                 continue
             await slots.acquire()
+            if fatal:  # no new prompt once one has failed the run
+                slots.release()
+                break
             task = asyncio.create_task(state.run_prompt(item), name=f"prompt:{item.id}")
             tasks.add(task)
-            task.add_done_callback(_releaser(tasks, slots))
-        if tasks:
+            task.add_done_callback(_releaser(tasks, slots, fatal))
+        if tasks and not fatal:
             await asyncio.gather(*tasks)
+        if fatal:
+            raise fatal[0]
     finally:
         for task in tasks:
             task.cancel()

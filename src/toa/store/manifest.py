@@ -9,6 +9,7 @@ concurrency, timeouts, retries, prices) may change between runs.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from toa import __version__
-from toa.errors import ConfigError
+from toa.errors import ConfigError, StoreError
 from toa.settings import RunSettings
 from toa.store.layout import MANIFEST_NAME
 
@@ -79,8 +80,16 @@ def write_manifest(run_dir: Path, manifest: Mapping[str, Any]) -> None:
     """Write atomically (temp file + rename), so a crash never leaves half a manifest."""
     path = run_dir / MANIFEST_NAME
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise StoreError(
+            f"{path}: cannot write the run's manifest ({exc.strerror or exc}); nothing was "
+            "sent. Free space or fix permissions, then run the same command again"
+        ) from exc
 
 
 def read_manifest(run_dir: Path) -> dict[str, Any]:

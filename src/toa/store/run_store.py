@@ -191,6 +191,12 @@ def _tree(blob: bytes, path: Path, prompt_id: str) -> dict[str, Any]:
     return data
 
 
+def _retrieved(future: asyncio.Future[None]) -> None:
+    """Mark a write's error as seen (asyncio would log each unawaited one with its traceback)."""
+    if not future.cancelled():
+        future.exception()
+
+
 def _with_bool(row: tuple[Any, ...], index: int) -> list[Any]:
     """The row with the column at `index` (an SQLite 0/1) turned into a bool."""
     values = list(row)
@@ -402,6 +408,7 @@ class RunStore(StoreReader, GroupWriter):
         self._closed = False  # close() was called
         self._stopped = False  # the writer thread has exited
         self.commit_count = 0  # write transactions committed so far (a group counts once)
+        self.failure: StoreError | None = None  # the first failed write: no more are taken
         self._thread = threading.Thread(target=self._writer_main, name="toa-store", daemon=True)
         self._thread.start()
         atexit.register(self.close)
@@ -487,6 +494,9 @@ class RunStore(StoreReader, GroupWriter):
     def _submit(self, sql: str, params: tuple[Any, ...], label: str) -> asyncio.Future[None]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
+        # A failed write is reported by the writer (logged, and `failure` stops new writes) and
+        # by whoever awaits it; one nobody awaits any more (its prompt was stopped) stays quiet.
+        future.add_done_callback(_retrieved)
         self._put(Write(sql, params, label, loop=loop, future=future))
         return future
 
@@ -524,6 +534,8 @@ class RunStore(StoreReader, GroupWriter):
 
     def _put(self, item: Write) -> None:
         with self._put_lock:
+            if self.failure is not None:
+                raise StoreError(f"{self.failure} (the store takes no more writes)")
             if self._closed or self._stopped:
                 raise StoreError(f"run store {self.path}: the store is closed; cannot write")
             self._queue.put(item)

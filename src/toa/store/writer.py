@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import queue
+import shutil
 import sqlite3
 import threading
 import time
@@ -27,22 +28,38 @@ def _error_name(error: sqlite3.Error) -> str:
     return getattr(error, "sqlite_errorname", None) or "SQLITE_ERROR"
 
 
-def _hint(error: sqlite3.Error) -> str:
+def free_space(path: Path) -> str:
+    """The free space of the filesystem holding `path`, for messages ('unknown' if not known)."""
+    try:
+        free = shutil.disk_usage(path.parent if not path.is_dir() else path).free
+    except OSError:
+        return "unknown"
+    return f"{free / 1e6:.1f} MB" if free < 1e9 else f"{free / 1e9:.1f} GB"
+
+
+def _hint(error: sqlite3.Error, path: Path | None = None) -> str:
     """What to do about a SQLite error, by its error code name."""
     name = _error_name(error)
-    if name.startswith("SQLITE_FULL"):
-        return "the disk is full: free space, then resume the run"
+    if name.startswith("SQLITE_FULL") or "disk is full" in str(error):
+        free = f" ({free_space(path)} free there now)" if path is not None else ""
+        return f"the disk is full{free}: free space, then resume the run"
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")):
         return "another process is writing this store: run one `toa run` per store at a time"
     if name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_CANTOPEN")):
         return "the file or its folder is not writable: fix permissions or use another path"
     if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
         return "the file is damaged or not a TOA store: move it aside and use a fresh path"
-    return "check the file and its disk, then resume the run (committed records are kept)"
+    free = f", {free_space(path)} free there now" if path is not None else ""
+    if name.startswith("SQLITE_IOERR"):
+        return (
+            f"writing to the disk failed (an I/O error{free}): check the disk and its free "
+            "space, then resume the run (committed records are kept)"
+        )
+    return f"check the file and its disk{free}, then resume the run (committed records are kept)"
 
 
 def store_error(path: Path, doing: str, error: sqlite3.Error) -> StoreError:
-    return StoreError(f"run store {path}: could not {doing}: {error}; {_hint(error)}")
+    return StoreError(f"run store {path}: could not {doing}: {error}; {_hint(error, path)}")
 
 
 @dataclass(slots=True)
@@ -90,6 +107,7 @@ class GroupWriter:
 
     path: Path
     commit_count: int
+    failure: StoreError | None
     _wconn: sqlite3.Connection
     _queue: queue.SimpleQueue[WriteItem]
     _put_lock: threading.Lock
@@ -174,7 +192,16 @@ class GroupWriter:
     def _fail(self, writes: list[Write], exc: sqlite3.Error) -> None:
         for write in writes:
             write.error = store_error(self.path, f"write {write.label}", exc)
-        logger.error("%s (%d writes failed)", writes[0].error, len(writes))
+        first = writes[0].error
+        assert first is not None
+        if self.failure is None and not _error_name(exc).startswith(_STATEMENT_ERRORS):
+            # The database itself failed (disk full, I/O, read-only, damaged), not one record.
+            # From now on nothing more is queued (`RunStore._put` refuses): a record that cannot
+            # be stored is a call that a resume would pay for again, so spending must stop.
+            self.failure = first
+            logger.error("%s (%d writes failed; no more writes are taken)", first, len(writes))
+        else:
+            logger.debug("%s (%d writes failed)", first, len(writes))
 
     def _transaction(self, writes: list[Write]) -> None:
         conn = self._wconn
