@@ -83,3 +83,25 @@ def test_version_and_help() -> None:
     assert result.exit_code == 0
     for option in ("--port", "--latency-ms", "--agents", "--world", "--fail-rate", "--seed"):
         assert option in result.output
+
+
+def test_fake_server_bad_arguments_are_one_line_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"COLUMNS": "200", "NO_COLOR": "1"}
+    world = runner.invoke(app, ["fake-server", "--world", "nope"], env=env)
+    assert world.exit_code == 2
+    assert "unknown world 'nope'" in world.output
+    assert "Traceback" not in world.output
+    rate = runner.invoke(app, ["fake-server", "--fail-rate", "1.5"], env=env)
+    assert rate.exit_code == 2
+    assert "--fail-rate" in rate.output
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = runner.invoke(app, ["fake-server", "--port", str(port)], env=env)
+    assert busy.exit_code == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in " ".join(busy.output.split())
+    assert "Traceback" not in busy.output

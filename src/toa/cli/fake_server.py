@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from toa.cli.common import console
+from toa.cli.common import console, fail
+from toa.errors import TOAError
 
 
 def fake_server(
@@ -37,7 +38,10 @@ def fake_server(
         str, typer.Option(help="Simulated world: helps | hurts | dominant | specialists.")
     ] = "helps",
     fail_rate: Annotated[
-        float, typer.Option(help="Fraction of generation requests answered with HTTP 500.")
+        float,
+        typer.Option(
+            help="Fraction of generation requests answered with HTTP 500.", min=0.0, max=1.0
+        ),
     ] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of the world's noise and of the faults.")] = 0,
     port_file: Annotated[
@@ -49,19 +53,33 @@ def fake_server(
     Every response carries its hidden quality, which the `simulated` reward reads back; GET /stats
     counts requests by agent and kind (fresh, refine, aggregate). See `toa.testing.server`.
     """
-    from toa.testing.serve import serve
+    from toa.testing.serve import build_world, serve
 
     agent_names = [a.strip() for a in agents.split(",") if a.strip()] if agents else None
     judge_names = [a.strip() for a in judges.split(",") if a.strip()] if judges else None
+    if latency_ms < 0:
+        fail(TOAError(f"--latency-ms must be >= 0, got {latency_ms:g}"))
+    try:
+        build_world(world, agent_names, seed, judge_names)  # checked before anything listens
+    except ValueError as exc:
+        fail(TOAError(f"--world/--agents/--judges: {exc}"))
     console.print(f"[bold]toa fake-server[/]: world {world!r}, seed {seed}; Ctrl-C stops it")
-    serve(
-        host=host,
-        port=port,
-        world_name=world,
-        agents=agent_names,
-        judges=judge_names,
-        latency_ms=latency_ms,
-        fail_rate=fail_rate,
-        seed=seed,
-        port_file=port_file,
-    )
+    try:
+        serve(
+            host=host,
+            port=port,
+            world_name=world,
+            agents=agent_names,
+            judges=judge_names,
+            latency_ms=latency_ms,
+            fail_rate=fail_rate,
+            seed=seed,
+            port_file=port_file,
+        )
+    except OSError as exc:
+        fail(
+            TOAError(
+                f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port "
+                "(0 picks a free one)"
+            )
+        )
