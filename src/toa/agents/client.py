@@ -41,7 +41,7 @@ from toa.errors import (
 )
 from toa.types import Completion, Message, SamplingParams, as_messages
 
-__all__ = ["AgentClient", "AgentPool", "AgentStats", "Endpoint"]
+__all__ = ["AgentClient", "AgentPool", "AgentStats", "Endpoint", "check_key"]
 
 logger = logging.getLogger(__name__)
 
@@ -341,16 +341,18 @@ class AgentClient:
         return parse(endpoint, body, started)
 
 
-def _read_key(spec: AgentSpec) -> _Secret | None:
-    if spec.api_key_env is None:
-        return None
-    value = os.environ.get(spec.api_key_env)
-    if not value:
+def check_key(spec: AgentSpec) -> None:
+    """Raise `ConfigError` when the agent names an `api_key_env` that is unset or empty."""
+    if spec.api_key_env is not None and not os.environ.get(spec.api_key_env):
         raise ConfigError(
             f"agent {spec.name!r}: environment variable {spec.api_key_env} (named by "
             "api_key_env) is not set or empty; export it before the run"
         )
-    return _Secret(value)
+
+
+def _read_key(spec: AgentSpec) -> _Secret | None:
+    check_key(spec)
+    return None if spec.api_key_env is None else _Secret(os.environ[spec.api_key_env])
 
 
 class AgentPool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from toa.agents.client import check_key
 from toa.errors import ConfigError, InputError, StoreError
 from toa.inputs.readers import SUPPORTED_SUFFIXES
 from toa.settings import RunSettings
@@ -41,12 +42,10 @@ def check_start(
 
 def _check_keys(settings: RunSettings) -> None:
     for spec in settings.agents:
-        if spec.api_key_env is not None and not os.environ.get(spec.api_key_env):
-            raise ConfigError(
-                f"{settings.source}: agent {spec.name!r}: environment variable "
-                f"{spec.api_key_env} (named by api_key_env) is not set or empty; export it "
-                "before the run (nothing was created)"
-            )
+        try:
+            check_key(spec)  # the client's own check, made before the run directory exists
+        except ConfigError as exc:
+            raise ConfigError(f"{settings.source}: {exc} (nothing was created)") from None
 
 
 def _check_input(path: Path) -> None:
