@@ -217,6 +217,38 @@ async def test_dead_replica_is_routed_around() -> None:
             assert bad.stats()["total"] == sent_to_bad  # out of rotation once open
 
 
+async def test_agents_sharing_one_url_have_their_own_breakers(caplog: Any) -> None:
+    """One server for three agents: the dead one's breaker opens, the others keep working."""
+    breaker = BreakerPolicy(failure_threshold=2, cooldown_s=60)
+    async with FakeServer() as s:
+        s.kill_agent("agent_b")
+        specs = [agent(s, name=name, model=name, breaker=breaker) for name in s.world.agent_names]
+        async with AgentPool(specs) as pool:
+            caplog.set_level(logging.INFO, logger="toa.agents")
+
+            async def ask(name: str, i: int) -> str:
+                try:
+                    await pool[name].generate(f"{name} q{i}")
+                except AgentUnavailableError as error:
+                    return f"unavailable:{error.agent}"
+                return "ok"
+
+            outcomes = await asyncio.gather(
+                *(ask(name, i) for i in range(30) for name in ("agent_a", "agent_b", "agent_c"))
+            )
+            by_agent = {
+                name: outcomes[k::3] for k, name in enumerate(("agent_a", "agent_b", "agent_c"))
+            }
+            assert set(by_agent["agent_a"]) == set(by_agent["agent_c"]) == {"ok"}
+            assert set(by_agent["agent_b"]) == {"unavailable:agent_b"}
+            states = {name: pool[name].endpoints[0].breaker.state.value for name in by_agent}
+            assert states == {"agent_a": "closed", "agent_b": "open", "agent_c": "closed"}
+            assert pool["agent_a"].is_available()
+            assert not pool["agent_b"].is_available()
+    [opened] = [r.getMessage() for r in caplog.records if "taken out" in r.getMessage()]
+    assert opened.startswith(f"agent 'agent_b' at {s.base_url} taken out"), opened
+
+
 async def test_unreachable_agent_reports_unavailable_without_hanging() -> None:
     async with FakeServer() as s:
         url = s.base_url

@@ -86,6 +86,13 @@ def test_config_hash_is_stable_and_changes_with_settings(tmp_path: Path) -> None
             ["'rank'", "'minmax'", "'sigmoid'"],
         ),
         ("  type: simulated\n", "  type: simulatd\n", 10, "reward.type", ["'simulated'"]),
+        (
+            "  type: simulated\n",
+            "  scale: 1\n",
+            10,
+            "reward.type",
+            ["missing; one of:", "chrf", "judge", "simulated", "verify"],
+        ),
         ("  budget: 8\n", "  budget: 0\n", 13, "strategy.budget", ["greater than or equal to 1"]),
         (
             "    base_url: http://127.0.0.1:8001/v1\n",
@@ -95,7 +102,17 @@ def test_config_hash_is_stable_and_changes_with_settings(tmp_path: Path) -> None
             ["http(s) URL"],
         ),
     ],
-    ids=["mode", "unknown-key", "unknown-top-key", "strategy", "nested", "reward", "budget", "url"],
+    ids=[
+        "mode",
+        "unknown-key",
+        "unknown-top-key",
+        "strategy",
+        "nested",
+        "reward",
+        "reward-type-missing",
+        "budget",
+        "url",
+    ],
 )
 def test_a_wrong_field_names_file_line_field_and_allowed_values(
     tmp_path: Path, old: str, new: str, line: int, field: str, allowed: list[str]

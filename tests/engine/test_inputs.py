@@ -502,6 +502,26 @@ def test_a_csv_header_with_repeated_columns_is_one_error(tmp_path: Path) -> None
     assert_error(error, path, 1, "repeats column(s) 'prompt'")
 
 
+def test_a_csv_header_without_a_prompt_column_is_one_error(tmp_path: Path) -> None:
+    rows = "".join(f"q{i},{i}\n" for i in range(5000))
+    path = _write_text(tmp_path / "p.csv", "question,answer\n" + rows)
+    [error] = read_all(path)
+    assert_error(error, path, 1, "no prompt column", "'question', 'answer'", "--prompt-field")
+    named = list(read_prompts(path, prompt_field="query"))
+    assert len(named) == 1
+    assert "looked for 'query', 'messages'" in str(named[0])
+    assert "--prompt-field" not in str(named[0])
+    assert len(prompts_of(read_all(path, prompt_field="question"))) == 5000
+
+
+def test_a_parquet_schema_without_a_prompt_column_is_one_error(tmp_path: Path) -> None:
+    path = write_parquet(tmp_path / "p.parquet", [{"question": f"q{i}"} for i in range(50)])
+    [error] = read_all(path)
+    assert isinstance(error, InputError)
+    assert "no prompt column" in str(error)
+    assert "the schema has 'question'" in str(error)
+
+
 def test_parquet_bad_rows_name_the_row(tmp_path: Path) -> None:
     rows: list[dict[str, Any]] = [
         {"id": "a", "instruction": "one", "gold_answer": "1"},

@@ -68,13 +68,13 @@ class CircuitBreaker:
             return False
         if self._state is BreakerState.OPEN:
             self._state = BreakerState.HALF_OPEN
-            logger.info("endpoint %s: cool-down over, sending one probe request", self.label)
+            logger.info("%s: cool-down over, sending one probe request", self.label)
         return True
 
     def record_success(self) -> None:
         """The endpoint answered (any HTTP answer that shows it is alive)."""
         if self._state is not BreakerState.CLOSED:
-            logger.info("endpoint %s: probe succeeded, back in service", self.label)
+            logger.info("%s: probe succeeded, back in service", self.label)
         self._state = BreakerState.CLOSED
         self._failures = 0
         self._cooldown_s = self._policy.cooldown_s
@@ -97,7 +97,7 @@ class CircuitBreaker:
     def _open(self, why: str) -> None:
         self._state = BreakerState.OPEN
         self._opened_at = self._clock()
-        logger.warning("endpoint %s taken out for %.1f s (%s)", self.label, self._cooldown_s, why)
+        logger.warning("%s taken out for %.1f s (%s)", self.label, self._cooldown_s, why)
 
 
 class RateLimiter:

@@ -7,6 +7,11 @@ only, Retry-After honoured), and a circuit breaker per replica. When every repli
 client raises `AgentUnavailableError` at once instead of waiting, and `is_available()` says so
 beforehand, so a search can skip the agent.
 
+Breakers belong to (agent, replica), never to a URL alone: agents that share one server (several
+models behind one vLLM router, say) each have their own, so one agent's failures (its model not
+loaded, its backend dead) never take the others out; only failures an agent sees itself count for
+it. Every breaker message names the agent and the replica's URL.
+
 aiohttp was chosen over the openai SDK by measurement: see benchmarks/client_throughput.py.
 """
 
@@ -116,7 +121,10 @@ class AgentClient:
         self._secret = _read_key(spec)
         self._path = endpoint_path(spec)
         self.endpoints = tuple(
-            Endpoint(u, CircuitBreaker(spec.breaker, label=u, clock=clock)) for u in spec.base_urls
+            Endpoint(
+                u, CircuitBreaker(spec.breaker, label=f"agent {spec.name!r} at {u}", clock=clock)
+            )
+            for u in spec.base_urls
         )
         self._slots = asyncio.Semaphore(spec.max_concurrency)
         self._limiter = (

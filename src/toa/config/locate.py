@@ -30,7 +30,9 @@ def describe(
         line = line_of(node, path)
         where = f"{source}:{line}" if line else source
         message = err["msg"]
-        if err["type"] == "extra_forbidden":
+        if err["type"] == "union_tag_not_found":  # the only tagged union: the reward kinds
+            message = f"missing; one of: {', '.join(sorted(_REWARD_MODELS))}"
+        elif err["type"] == "extra_forbidden":
             allowed = _fields_at(err["loc"][:-1], root)
             if allowed:
                 message += f"; the fields here are: {', '.join(allowed)}"

@@ -64,7 +64,8 @@ class ProgressSink(Protocol):
 
 @dataclass
 class RunReport:
-    """What a run did. `exit_code` is 0 only when every row ran and nothing was interrupted."""
+    """What a run did. `exit_code` is 0 only when the input held prompts, every row ran and
+    nothing was interrupted (an input with no prompt at all, `total` 0, gives 1)."""
 
     run_dir: Path
     total: int = 0
@@ -80,7 +81,7 @@ class RunReport:
     def exit_code(self) -> int:
         if self.interrupted:
             return 130
-        return 1 if self.bad_rows or self.failed else 0
+        return 1 if self.bad_rows or self.failed or not self.total else 0
 
 
 def build_reward(settings: RunSettings) -> RewardModel:
@@ -359,6 +360,8 @@ async def _run_in(
     started = time.perf_counter()
     reward = await asyncio.to_thread(build_reward, settings)  # a model load must not block
     total, already_done = _count_prompts(store, input_path, prompt_field, limit)
+    if not total:
+        logger.warning("%s holds no prompt to run: nothing was sent", input_path)
     if progress is not None:
         progress.started(total=total, already_done=already_done)
     async with AgentPool(settings.agents, seed=settings.seed) as pool:

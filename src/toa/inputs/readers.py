@@ -35,6 +35,8 @@ A bad row gets one `InputError` naming the file and the line where the row start
 ``row N``, counting data rows from 1, also stored in `InputError.line`): malformed JSON, a row
 that is not an object, no prompt, an empty prompt, a wrong type, a duplicate id (naming where the
 id was first used) or bytes that are not UTF-8. A UTF-8 byte order mark at the start is accepted.
+A CSV header or Parquet schema with no prompt column (nor ``messages``) is one error for the whole
+file, and no row is read: no row could be good.
 
 The JSONL, CSV and Parquet readers are here; the ``.json`` array reader is in
 `toa.inputs.json_array`, and the row rules are applied by `toa.inputs.rows`.
@@ -49,7 +51,7 @@ import json
 import logging
 import os
 import zlib
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from io import BufferedIOBase
 from pathlib import Path
 from typing import Any
@@ -114,11 +116,12 @@ def read_prompts(
         raise ConfigError(f"limit must be >= 0, got {limit}")
     if prompt_field is not None and not prompt_field:
         raise ConfigError("prompt_field must not be empty")
-    if fmt == "parquet":
-        rows = _parquet_rows(file, _import_parquet())
-    else:
-        rows = _text_rows(file, fmt, gzipped=file.name.lower().endswith(".gz"))
     parser = RowParser(str(path), fmt, prompt_field, id_field)
+    if fmt == "parquet":
+        rows = _parquet_rows(file, _import_parquet(), parser.columns_problem)
+    else:
+        gzipped = file.name.lower().endswith(".gz")
+        rows = _text_rows(file, fmt, gzipped=gzipped, columns_problem=parser.columns_problem)
     return _prompts(rows, parser, limit)
 
 
@@ -166,14 +169,20 @@ def _prompts(
 # --- text formats -------------------------------------------------------------------------------
 
 
-def _text_rows(file: Path, fmt: str, *, gzipped: bool) -> Generator[RawRow, None, None]:
+ColumnsCheck = Callable[[list[str], str], str | None]
+"""`RowParser.columns_problem`: why no row with these columns can hold a prompt, or None."""
+
+
+def _text_rows(
+    file: Path, fmt: str, *, gzipped: bool, columns_problem: ColumnsCheck
+) -> Generator[RawRow, None, None]:
     raw: BufferedIOBase = gzip.open(file, "rb") if gzipped else open(file, "rb")  # noqa: SIM115
     with raw:
         try:
             if fmt == "jsonl":
                 yield from _jsonl_rows(raw)
             elif fmt == "csv":
-                yield from _csv_rows(raw)
+                yield from _csv_rows(raw, columns_problem)
             else:
                 yield from JsonArrayReader(raw, chunk_bytes=_CHUNK_BYTES).rows()
         except (OSError, EOFError, zlib.error) as error:
@@ -206,7 +215,7 @@ def _decoded_lines(raw: BufferedIOBase) -> Iterator[str]:
         yield text.removeprefix("\ufeff") if number == 1 else text
 
 
-def _csv_rows(raw: BufferedIOBase) -> Iterator[RawRow]:
+def _csv_rows(raw: BufferedIOBase, columns_problem: ColumnsCheck) -> Iterator[RawRow]:
     reader = csv.reader(_decoded_lines(raw))
     header: list[str] | None = None
     end = 0
@@ -225,7 +234,7 @@ def _csv_rows(raw: BufferedIOBase) -> Iterator[RawRow]:
             continue
         if header is None:
             header = record
-            problem = _header_problem(header)
+            problem = _header_problem(header) or columns_problem(header, "header")
             if problem:
                 yield RawRow(start, problem=problem)
                 return
@@ -257,11 +266,17 @@ def _csv_row(start: int, header: list[str], record: list[str]) -> RawRow:
 # --- Parquet ------------------------------------------------------------------------------------
 
 
-def _parquet_rows(file: Path, parquet: Any) -> Generator[RawRow, None, None]:
+def _parquet_rows(
+    file: Path, parquet: Any, columns_problem: ColumnsCheck
+) -> Generator[RawRow, None, None]:
     arrow_error = importlib.import_module("pyarrow").ArrowException
     number = 0
     try:
         with parquet.ParquetFile(file) as reader:
+            problem = columns_problem(list(reader.schema_arrow.names), "schema")
+            if problem:
+                yield RawRow(0, problem=problem)
+                return
             for batch in reader.iter_batches(batch_size=_PARQUET_BATCH_ROWS):
                 for row in batch.to_pylist():
                     number += 1  # a null is a missing value, like an empty CSV cell

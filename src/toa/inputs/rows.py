@@ -71,6 +71,19 @@ class RowParser:
         self._id_field = id_field
         self._seen: dict[str, int] = {}
 
+    def columns_problem(self, columns: list[str], what: str = "header") -> str | None:
+        """Why no row of a file with these `columns` (a CSV header, a Parquet schema) can hold a
+        prompt, or None when one can: the reader reports it once instead of once per row."""
+        if MESSAGES_FIELD in columns or any(name in columns for name in self._fields):
+            return None
+        looked_for = ", ".join(repr(name) for name in (*self._fields, MESSAGES_FIELD))
+        has = ", ".join(repr(name) for name in columns[:20]) or "no columns"
+        hint = "" if self._explicit else "; name the column with --prompt-field"
+        return (
+            f"no prompt column: looked for {looked_for}; the {what} has {has}{hint}. "
+            "No rows were read"
+        )
+
     def parse(self, raw: RawRow) -> Prompt | InputError:
         """The row's prompt, or the error that says what is wrong with it and where."""
         try:
