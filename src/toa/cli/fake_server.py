@@ -17,8 +17,12 @@ def fake_server(
         "127.0.0.1"
     ),
     latency_ms: Annotated[
-        float, typer.Option(help="Fixed latency added to every generation, in ms.")
-    ] = 0.0,
+        str,
+        typer.Option(
+            help="Latency added to every generation, in ms: a number, or LO,HI for a uniform "
+            "draw per request (e.g. 20,200)."
+        ),
+    ] = "0",
     agents: Annotated[
         str | None,
         typer.Option(
@@ -37,12 +41,50 @@ def fake_server(
     world: Annotated[
         str, typer.Option(help="Simulated world: helps | hurts | dominant | specialists.")
     ] = "helps",
-    fail_rate: Annotated[
+    error_rate: Annotated[
         float,
         typer.Option(
-            help="Fraction of generation requests answered with HTTP 500.", min=0.0, max=1.0
+            "--error-rate",
+            "--fail-rate",
+            help="Fraction of generation requests answered with HTTP 500.",
         ),
     ] = 0.0,
+    rate_limit_rate: Annotated[
+        float,
+        typer.Option(help="Fraction answered with HTTP 429 and a Retry-After header."),
+    ] = 0.0,
+    retry_after_s: Annotated[
+        float, typer.Option(help="The Retry-After value of those 429s, in seconds.")
+    ] = 1.0,
+    timeout_rate: Annotated[
+        float,
+        typer.Option(
+            help="Fraction held --hang-s seconds before the answer (a client with a shorter "
+            "timeout gives up first)."
+        ),
+    ] = 0.0,
+    hang_s: Annotated[float, typer.Option(help="How long a timeout fault holds a request.")] = (
+        30.0
+    ),
+    drop_rate: Annotated[
+        float,
+        typer.Option(help="Fraction whose connection is closed without any HTTP response."),
+    ] = 0.0,
+    dead_agents: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated agents whose every request fails (see --dead-mode)."),
+    ] = None,
+    dead_mode: Annotated[
+        str, typer.Option(help="How a dead agent's requests fail: 500 | 503 | drop.")
+    ] = "503",
+    request_log: Annotated[
+        Path | None,
+        typer.Option(
+            help="Append one JSON line per generation request to this file (seq, time, agent, "
+            "kind, status, fault, seed, request_id: equal for identical requests), flushed at "
+            "once. No header or message text is written."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the world's noise and of the faults.")] = 0,
     port_file: Annotated[
         Path | None, typer.Option(help="Write the bound port here once listening.")
@@ -51,18 +93,48 @@ def fake_server(
     """Run an OpenAI-compatible test server with a simulated world of agents.
 
     Every response carries its hidden quality, which the `simulated` reward reads back; GET /stats
-    counts requests by agent and kind (fresh, refine, aggregate). See `toa.testing.server`.
+    counts requests by agent, kind (fresh, refine, aggregate) and status. The fault options
+    (500s, 429s with Retry-After, timeouts, dropped connections, dead agents) let you test your
+    own setup's retries and breakers; --request-log records every request. Faults are drawn from
+    --seed, so a run is repeatable. See `toa.testing.server`.
     """
+    from toa.testing.faults import Faults
     from toa.testing.serve import build_world, serve
 
-    agent_names = [a.strip() for a in agents.split(",") if a.strip()] if agents else None
-    judge_names = [a.strip() for a in judges.split(",") if a.strip()] if judges else None
-    if latency_ms < 0:
-        fail(TOAError(f"--latency-ms must be >= 0, got {latency_ms:g}"))
+    agent_names = _names(agents)
+    judge_names = _names(judges)
+    latency = _latency(latency_ms)
     try:
-        build_world(world, agent_names, seed, judge_names)  # checked before anything listens
+        built = build_world(world, agent_names, seed, judge_names)  # checked before listening
     except ValueError as exc:
         fail(TOAError(f"--world/--agents/--judges: {exc}"))
+    dead = _names(dead_agents) or []
+    unknown = sorted(set(dead) - set(built.agent_names))
+    if unknown:
+        fail(TOAError(f"--dead-agents: unknown agent(s) {unknown}; the agents are "
+                      f"{', '.join(built.agent_names)}"))  # fmt: skip
+    try:
+        faults = Faults(
+            error_rate=error_rate,
+            rate_limit_rate=rate_limit_rate,
+            retry_after_s=retry_after_s,
+            timeout_rate=timeout_rate,
+            hang_s=hang_s,
+            drop_rate=drop_rate,
+            dead_agents=frozenset(dead),
+            dead_mode=dead_mode,  # type: ignore[arg-type]  # checked by Faults
+        )
+    except ValueError as exc:
+        message = str(exc).replace("Faults.error_rate", "--error-rate (--fail-rate)")
+        for name in ("rate_limit_rate", "timeout_rate", "drop_rate", "retry_after_s", "hang_s"):
+            message = message.replace(f"Faults.{name}", "--" + name.replace("_", "-"))
+        message = message.replace("Faults.dead_mode", "--dead-mode")
+        fail(TOAError(message))
+    if request_log is not None:
+        try:
+            request_log.open("a", encoding="utf-8").close()
+        except OSError as exc:
+            fail(TOAError(f"--request-log {request_log}: {exc.strerror or exc}"))
     console.print(f"[bold]toa fake-server[/]: world {world!r}, seed {seed}; Ctrl-C stops it")
     try:
         serve(
@@ -71,10 +143,11 @@ def fake_server(
             world_name=world,
             agents=agent_names,
             judges=judge_names,
-            latency_ms=latency_ms,
-            fail_rate=fail_rate,
+            latency_ms=latency,
+            faults=faults,
             seed=seed,
             port_file=port_file,
+            request_log=request_log,
         )
     except OSError as exc:
         fail(
@@ -83,3 +156,21 @@ def fake_server(
                 "(0 picks a free one)"
             )
         )
+
+
+def _names(given: str | None) -> list[str] | None:
+    return [a.strip() for a in given.split(",") if a.strip()] if given else None
+
+
+def _latency(text: str) -> float | tuple[float, float]:
+    """``--latency-ms``: a number, or ``LO,HI``; a one-line error otherwise."""
+    parts = [p.strip() for p in text.split(",")]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1 and values[0] >= 0:
+        return values[0]
+    if len(values) == 2 and 0 <= values[0] <= values[1]:
+        return (values[0], values[1])
+    fail(TOAError(f"--latency-ms must be a number >= 0 or LO,HI with 0 <= LO <= HI, got {text!r}"))

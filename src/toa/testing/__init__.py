@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from toa.testing.request_log import read_request_log, request_id
 from toa.testing.serve import build_world, running_in_thread, serve
 from toa.testing.server import FakeServer, Faults, ReceivedRequest
 from toa.testing.sim_context import SimulatedContext, simulated_prompts
@@ -28,6 +29,8 @@ __all__ = [
     "family_marker",
     "prompt_family",
     "qualities_in",
+    "read_request_log",
+    "request_id",
     "running_in_thread",
     "serve",
     "simulated_prompts",

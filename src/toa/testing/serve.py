@@ -135,8 +135,10 @@ def serve(
     judges: Sequence[str] | str | None = None,
     latency_ms: Latency = 0.0,
     fail_rate: float = 0.0,
+    faults: Faults | None = None,
     seed: int = 0,
     port_file: str | os.PathLike[str] | None = None,
+    request_log: str | os.PathLike[str] | None = None,
 ) -> None:
     """Run a fake server until SIGINT or SIGTERM (``toa fake-server``); blocks.
 
@@ -147,15 +149,24 @@ def serve(
         agents: agent names, see `build_world`.
         judges: judge agent names, see `build_world`.
         latency_ms: delay per request, in milliseconds (fixed, or ``(lo, hi)``).
-        fail_rate: probability in [0, 1] that a request fails with HTTP 500.
+        fail_rate: probability in [0, 1] that a request fails with HTTP 500 (when `faults` is
+            None).
+        faults: every fault to inject (`Faults`); replaces `fail_rate`.
         seed: seed of the world and of the fault and latency draws.
         port_file: when given, the bound port is written there (atomically, with a newline) once
             the server listens, so a parent process can find it.
+        request_log: a file that gets one JSON line per generation request
+            (`toa.testing.request_log`).
     """
 
     world = build_world(world_name, agents, seed, judges)
     server = FakeServer(
-        world, host=host, port=port, latency_ms=latency_ms, faults=Faults(error_rate=fail_rate)
+        world,
+        host=host,
+        port=port,
+        latency_ms=latency_ms,
+        faults=faults if faults is not None else Faults(error_rate=fail_rate),
+        request_log_path=request_log,
     )
     asyncio.run(_serve_until_signalled(server, port_file))
 

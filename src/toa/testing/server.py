@@ -76,6 +76,11 @@ finished. `FakeServer.in_flight` / `max_in_flight` (and per agent) count request
 to the end of their handler, so a test can check that a client bounded its concurrency.
 `reset_stats` clears the statistics and the log, not the sample counts nor the script position.
 
+Request log: with ``request_log_path`` (``toa fake-server --request-log FILE``) every finished
+generation request also goes to a file, one JSON line each, flushed at once, with an id that is
+equal for identical request bodies, so a test (or a user) can check from outside that nothing was
+requested twice. `toa.testing.request_log` gives the format; no header or message text is written.
+
 The server is cheap: no access log, no logging per request above DEBUG, no per-request work
 beyond parsing the JSON and computing one answer.
 """
@@ -85,6 +90,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import random
 from collections.abc import Mapping
 from dataclasses import replace
@@ -115,6 +121,7 @@ from toa.testing.protocol import (
     parse_call,
     rejection_response,
 )
+from toa.testing.request_log import RequestLog
 from toa.testing.world import World, judge_verdict
 
 __all__ = [
@@ -149,6 +156,8 @@ class FakeServer:
         omit_logprobs: judge agents never return log-probabilities, even when asked (as servers
             that do not support them do).
         request_log_size: how many `ReceivedRequest` records `requests` keeps (the last ones).
+        request_log_path: a file to which one JSON line per finished generation request is
+            appended (`toa.testing.request_log` gives the format), opened on `start`.
         seed: seed of the fault and latency draws; the world's seed when None.
 
     Use ``async with FakeServer(...) as server:`` or `start` / `close`.
@@ -166,6 +175,7 @@ class FakeServer:
         omit_usage: bool = False,
         omit_logprobs: bool = False,
         request_log_size: int = 10_000,
+        request_log_path: str | os.PathLike[str] | None = None,
         seed: int | None = None,
     ) -> None:
         self._world = world if world is not None else World.named("helps")
@@ -194,6 +204,8 @@ class FakeServer:
         kinds = (*KINDS, JUDGE_KIND) if self._judges else KINDS
         self._ledger = Ledger(self._world.agent_names, request_log_size, kinds)
         self._seq = 0
+        self._request_log_path = request_log_path
+        self._request_log: RequestLog | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
@@ -211,11 +223,14 @@ class FakeServer:
             handler_cancellation=True,
             shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
         )
+        if self._request_log_path is not None:
+            self._request_log = RequestLog(self._request_log_path)
         await runner.setup()
         try:
             await web.TCPSite(runner, self._host, self._requested_port).start()
         except BaseException:
             await runner.cleanup()
+            self._close_request_log()
             raise
         self._runner = runner
         self._port = int(runner.addresses[0][1])
@@ -238,7 +253,18 @@ class FakeServer:
         for task in list(self._tasks):
             task.cancel()
         await runner.cleanup()
+        self._close_request_log()
         logger.debug("fake server on port %s closed", self._port)
+
+    def _close_request_log(self) -> None:
+        log, self._request_log = self._request_log, None
+        if log is not None:
+            log.close()
+
+    def _record(self, received: ReceivedRequest) -> None:
+        self._ledger.record(received)
+        if self._request_log is not None:
+            self._request_log.write(received)
 
     async def __aenter__(self) -> FakeServer:
         await self.start()
@@ -359,7 +385,7 @@ class FakeServer:
         except Rejected as rejected:
             model = body.get("model")
             agent = model if isinstance(model, str) else ""
-            self._ledger.record(
+            self._record(
                 ReceivedRequest(
                     seq, request.path, agent, "", body, headers, rejected.status, "invalid"
                 )
@@ -394,7 +420,7 @@ class FakeServer:
                 self._tasks.discard(task)
             self._ledger.depart(call.agent)
             path = request.path
-            self._ledger.record(
+            self._record(
                 ReceivedRequest(
                     call.seq, path, call.agent, call.kind, body, headers, status, fault, quality
                 )
