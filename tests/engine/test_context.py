@@ -250,10 +250,56 @@ async def test_replay_only_for_the_same_request(
     # other messages at the same node, or another agent: a different request, sent again
     await resumed.generate("agent_a", OTHER, node_id=1)
     await resumed.generate("agent_c", MESSAGES, node_id=1)
-    # another node: not stored, sent
-    await resumed.generate("agent_a", MESSAGES, node_id=2)
-    assert server.stats()["total"] == before + 3
+    assert server.stats()["total"] == before + 2
     assert resumed.compute.replayed_calls == 0
+
+
+async def test_the_same_request_at_another_node_replays(
+    server: FakeServer, pool: AgentPool, store: RunStore
+) -> None:
+    """A rebuilt tree that took another path (an agent was out in the first run, say) still
+    replays what it asks for again, from wherever it was stored, and stores it at its new node."""
+    original = make_ctx(pool, store)
+    first = await original.generate("agent_a", MESSAGES, node_id=1)
+    await original.flush()
+    before = server.stats()["total"]
+    resumed = make_ctx(pool, store, replay_from=store)
+    again = await resumed.generate("agent_a", MESSAGES, node_id=4)
+    assert again.text == first.text
+    assert server.stats()["total"] == before
+    assert resumed.compute.replayed_calls == 1
+    second = await resumed.generate("agent_a", MESSAGES, node_id=5)  # the next sample: sent
+    assert second.text != first.text
+    assert server.stats()["total"] == before + 1
+    await resumed.flush()
+    stored = store.calls_for(PROMPT.id)
+    assert stored[4].text == first.text
+    assert stored[4].request_hash == stored[1].request_hash
+
+
+async def test_a_displaced_successful_call_stays_replayable(
+    server: FakeServer, pool: AgentPool, store: RunStore
+) -> None:
+    """A resumed tree that gives a node to another request keeps the node's old call aside, so
+    the old request still replays (here from a third run) wherever the tree asks for it."""
+    original = make_ctx(pool, store)
+    first = await original.generate("agent_a", MESSAGES, node_id=1)
+    await original.flush()
+    resumed = make_ctx(pool, store, replay_from=store)
+    await resumed.generate("agent_c", MESSAGES, node_id=1)  # another request takes node 1
+    await resumed.flush()
+    assert store.calls_for(PROMPT.id)[1].agent == "agent_c"
+    [spare] = store.spare_calls_for(PROMPT.id)
+    assert spare.text == first.text
+    before = server.stats()["total"]
+    third = PromptContext(
+        PROMPT, pool=pool, reward=SimulatedReward(), store=store, run_seed=RUN_SEED,
+        stored_calls=store.calls_for(PROMPT.id), stored_rewards=store.rewards_for(PROMPT.id),
+        stored_spares=store.spare_calls_for(PROMPT.id),
+    )  # fmt: skip
+    again = await third.generate("agent_a", MESSAGES, node_id=9)
+    assert again.text == first.text
+    assert server.stats()["total"] == before
 
 
 async def test_stored_failure_replays_as_failure(
@@ -416,9 +462,15 @@ async def test_score_counts_and_stores_each_reward(
     assert again[:2] == scores[:2]
     assert isinstance(again[2], ScoreFailure)
     assert (resumed.compute.reward_calls, resumed.compute.failed_rewards) == (3, 1)
-    # a different text at a stored node is scored afresh
-    await resumed.score(PROMPT, [texts[1]], node_ids=[1])
-    assert resumed_reward.scored == [texts[1]]
+    # a text scored at another node (the rebuilt tree took another path) is replayed...
+    [moved] = await resumed.score(PROMPT, [texts[1]], node_ids=[7])
+    assert moved == scores[1]
+    assert resumed_reward.scored == []
+    # ...and a text never scored is scored afresh
+    fresh = f"{texts[0]} (edited)"
+    await resumed.score(PROMPT, [fresh], node_ids=[1])
+    assert resumed_reward.scored == [fresh]
+    await resumed.flush()
 
 
 @pytest.mark.parametrize("reward", [RaisingReward(), ShortReward()], ids=["raises", "short"])

@@ -1,8 +1,9 @@
 """The `toa` command line. Thin: parse, build settings, call the library, set the exit code.
 
-One module per command group: `runs` (run, resume, status, priors), `export`, `fake_server`,
-`demo`, `models`; `common` holds what they share (console, error exit, Ctrl-C, the run report)
-and `progress` the live display. The commands are registered on `app` here, in `--help` order.
+One module per command group: `runs` (run, resume, status, priors), `repair`, `export`,
+`fake_server`, `demo`, `models`; `common` holds what they share (console, error exit, Ctrl-C,
+the run report) and `progress` the live display. The commands are registered on `app` here, in
+`--help` order.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from toa.cli.demo import demo
 from toa.cli.export import export_command
 from toa.cli.fake_server import fake_server
 from toa.cli.models import models_app
+from toa.cli.repair import repair_command
 from toa.cli.runs import priors_command, resume_command, run_command, status_command
 
 __all__ = ["app", "main"]
@@ -56,6 +58,7 @@ app.command("run")(run_command)
 app.command("resume")(resume_command)
 app.command("status")(status_command)
 app.command("priors")(priors_command)
+app.command("repair")(repair_command)
 app.command("export")(export_command)
 app.command("fake-server")(fake_server)
 app.command()(demo)

@@ -52,7 +52,10 @@ def run_with_interrupt(start: Callable[[asyncio.Event], Coroutine[Any, Any, T]])
             hits[0] += 1
             if hits[0] > 1:
                 os._exit(130)  # the store commits every finished call: nothing is lost
-            console.print("\n[yellow]stopping[/]: finishing writes (Ctrl-C again to force)")
+            console.print(
+                "\n[yellow]stopping[/]: no new requests; the ones in flight are being finished "
+                "and stored (Ctrl-C again to stop at once)"
+            )
             stop.set()
 
         loop.add_signal_handler(signal.SIGINT, on_sigint)

@@ -18,6 +18,13 @@ if TYPE_CHECKING:
     from toa.engine.runner import RunReport
 
 
+_RERUN_CHANGED = typer.Option(
+    "--rerun-changed",
+    help="Run again the finished prompts whose content changed in the input since they ran, "
+    "discarding their old results (without it, such a change is refused).",
+)
+
+
 def _execute(
     settings: RunSettings,
     *,
@@ -26,13 +33,16 @@ def _execute(
     prompt_field: str | None,
     limit: int | None,
     force: bool = False,
+    rerun_changed: bool = False,
 ) -> None:
     from toa.engine.preflight import check_start
 
     # The same checks `run` makes first, before the progress display takes the terminal.
     check_start(settings, input_path=input_path, run_dir=run_dir, force=force)
     try:
-        report = _run_with_progress(settings, input_path, run_dir, prompt_field, limit, force)
+        report = _run_with_progress(
+            settings, input_path, run_dir, prompt_field, limit, force, rerun_changed
+        )
     except StoreError as error:
         if (run_dir / "manifest.json").is_file():
             raise StoreError(f"{error}\nthen continue with: toa resume {run_dir}") from error
@@ -48,6 +58,7 @@ def _run_with_progress(
     prompt_field: str | None,
     limit: int | None,
     force: bool,
+    rerun_changed: bool,
 ) -> RunReport:
     from toa.cli.progress import RichProgress
     from toa.engine.runner import run
@@ -63,6 +74,7 @@ def _run_with_progress(
                 progress=progress,
                 stop=stop,
                 force=force,
+                rerun_changed=rerun_changed,
             )
         )
 
@@ -101,6 +113,7 @@ def run_command(
             help="Write the run into a non-empty directory that is not a run (refused otherwise).",
         ),
     ] = False,
+    rerun_changed: Annotated[bool, _RERUN_CHANGED] = False,
 ) -> None:
     """Run a strategy over every prompt; every call is stored as it completes.
 
@@ -118,6 +131,7 @@ def run_command(
             prompt_field=prompt_field,
             limit=limit,
             force=force,
+            rerun_changed=rerun_changed,
         )
     except TOAError as error:
         fail(error)
@@ -135,6 +149,7 @@ def resume_command(
         Path | None,
         typer.Option(help="Use this generation cache file (default: the run's own setting)."),
     ] = None,
+    rerun_changed: Annotated[bool, _RERUN_CHANGED] = False,
 ) -> None:
     """Continue a stopped run with its own configuration; never repeats a finished call."""
     from toa.store.manifest import read_manifest
@@ -158,6 +173,7 @@ def resume_command(
             run_dir=run_dir,
             prompt_field=source.get("prompt_field"),
             limit=limit,
+            rerun_changed=rerun_changed,
         )
     except TOAError as error:
         fail(error)

@@ -13,6 +13,11 @@ a strategy's request turns into I/O, identically for every strategy:
 * On resume, a call already stored for the same tree position (prompt id, node id) with the same
   agent and the same request hash is replayed from the store instead of being sent again; a
   stored failure replays as the same failure, so the rebuilt tree follows the original path.
+  When the rebuilt tree takes another path anyway (an agent's breaker was open in the first run
+  and is closed now, say), a request identical to a successful stored one (the same request hash,
+  seed included) is still replayed, from wherever it sat in the old tree, and stored again as
+  this node's call; likewise a stored score of the same response text. Nothing answered before is
+  paid for twice, whatever the path.
 * With a `GenerationCache` (opt-in, shared across runs), a call not in the run store is looked up
   there by its request hash; a hit sends no request, counts in `Compute.cached_calls` (and its
   tokens, FLOPs and cost count as usual, so strategies compare alike) and is stored as the
@@ -68,10 +73,51 @@ __all__ = [
     "AgentCompute",
     "Compute",
     "PromptContext",
+    "SpendGate",
     "call_seed",
     "request_hash",
     "request_key",
 ]
+
+
+class SpendGate:
+    """What every request and reward call of a run passes through, so a stop can drain them.
+
+    `close` (a clean stop: Ctrl-C, SIGTERM) lets nothing new through: a call arriving at the gate
+    then waits there until its prompt is cancelled, having sent nothing, while the calls already
+    in flight finish and are stored; `wait_idle` returns once none is left in flight. Replays and
+    cache hits do not pass the gate: they cost nothing.
+    """
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self._closed = False
+        self._idle = asyncio.Event()
+        self._never = asyncio.Event()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    async def enter(self) -> None:
+        """Wait for the right to spend: at once while open; never once closed."""
+        if self._closed:
+            await self._never.wait()  # ended by the prompt's cancellation
+        self.in_flight += 1
+
+    def leave(self) -> None:
+        self.in_flight -= 1
+        if self._closed and self.in_flight == 0:
+            self._idle.set()
+
+    def close(self) -> None:
+        self._closed = True
+        if self.in_flight == 0:
+            self._idle.set()
+
+    async def wait_idle(self) -> None:
+        """Return once the gate is closed and no call is in flight."""
+        await self._idle.wait()
 
 
 class PromptContext:
@@ -85,7 +131,10 @@ class PromptContext:
         run_seed: the run's seed.
         prices: per-agent prices (agents without one cost nothing).
         stored_calls / stored_rewards: what an earlier run stored for this prompt (resume).
+        stored_spares: successful calls an earlier resume displaced from their node
+            (`RunStore.spare_calls_for`): replayable by request hash.
         cache: the generation cache shared across runs (None: no cache).
+        gate: the run's `SpendGate` (None: every call goes through).
     """
 
     def __init__(
@@ -99,9 +148,12 @@ class PromptContext:
         prices: dict[str, Price] | None = None,
         stored_calls: dict[int, CallRecord] | None = None,
         stored_rewards: dict[int, RewardRecord] | None = None,
+        stored_spares: Sequence[CallRecord] = (),
         cache: GenerationCache | None = None,
+        gate: SpendGate | None = None,
     ) -> None:
         self.prompt = prompt
+        self._gate = gate
         self.compute = Compute()
         self._pool = pool
         self._reward = reward
@@ -110,6 +162,17 @@ class PromptContext:
         self._prices = prices or {}
         self._stored_calls = stored_calls or {}
         self._stored_rewards = stored_rewards or {}
+        # Successful stored calls by request hash, and stored scores by response hash: what a
+        # rebuilt tree that took another path can still replay.
+        self._calls_by_hash = {
+            rec.request_hash: rec
+            for rec in (*stored_spares, *self._stored_calls.values())
+            if rec.ok
+        }
+        self._displaced: set[int] = set()  # nodes whose old successful call was kept aside
+        self._rewards_by_text = {
+            rec.response_hash: rec for rec in self._stored_rewards.values() if rec.ok
+        }
         self._cache = cache
         self._occurrences: Counter[str] = Counter()  # generate calls so far, by request key
         self._agents = pool.names
@@ -131,10 +194,22 @@ class PromptContext:
         stored = self._stored_calls.get(node_id)
         if stored is not None and stored.agent == agent and stored.request_hash == key:
             return self._replay(stored, client.spec)
+        self._keep_displaced(stored)  # another request takes this node
+        moved = self._calls_by_hash.get(key)
+        if moved is not None and moved.agent == agent:  # the same request, elsewhere in the tree
+            self._store_call(replace(moved, node_id=node_id))
+            return self._replay(moved, client.spec)
         cached = self._cache.get(key) if self._cache is not None else None
         if cached is not None:
             return self._from_cache(cached, node_id, client.spec)
         self._check_store()  # a call whose record cannot be stored would be paid for twice
+        if self._gate is not None:
+            await self._gate.enter()
+            try:
+                self._check_store()  # it may have failed while this call waited
+            except StoreError:
+                self._gate.leave()
+                raise
         started = time.time()
         try:
             completion = await client.generate(messages, sampling=sampling)
@@ -142,6 +217,9 @@ class PromptContext:
             self._count_failure(agent)
             self._store_call(failed_record(self.prompt.id, node_id, agent, key, error, started))
             raise
+        finally:
+            if self._gate is not None:
+                self._gate.leave()
         self._count(client.spec, completion.usage)
         self._store_call(ok_record(self.prompt.id, node_id, key, completion, started))
         if self._cache is not None:
@@ -184,14 +262,24 @@ class PromptContext:
         results: list[Score | None] = [None] * len(responses)
         todo: list[int] = []
         for i, (text, node_id) in enumerate(zip(responses, node_ids, strict=True)):
+            digest = text_hash(text)
             stored = self._stored_rewards.get(node_id)
-            if stored is not None and stored.response_hash == text_hash(text):
+            if stored is not None and stored.response_hash == digest:
                 results[i] = replayed_score(stored)
+            elif (moved := self._rewards_by_text.get(digest)) is not None:
+                replayed = results[i] = replayed_score(moved)  # the same text, another node
+                self._store_reward(node_id, text, replayed)
             else:
                 todo.append(i)
         if todo:
             self._check_store()
-            fresh = await self._score_now(prompt, [responses[i] for i in todo])
+            if self._gate is not None:
+                await self._gate.enter()
+            try:
+                fresh = await self._score_now(prompt, [responses[i] for i in todo])
+            finally:
+                if self._gate is not None:
+                    self._gate.leave()
             for i, score in zip(todo, fresh, strict=True):
                 results[i] = score
                 self._store_reward(node_ids[i], responses[i], score)
@@ -285,6 +373,16 @@ class PromptContext:
         failure = self._store.failure if self._store is not None else None
         if failure is not None:
             raise StoreError(f"{failure} (stopped before sending more requests)")
+
+    def _keep_displaced(self, stored: CallRecord | None) -> None:
+        """Before another request takes a node whose stored call succeeded, keep that call
+        (as a spare, by request hash): the rebuilt tree may still ask for it elsewhere."""
+        if stored is None or not stored.ok or self._store is None:
+            return
+        if stored.node_id in self._displaced:
+            return
+        self._displaced.add(stored.node_id)
+        self._pending.append(self._store.submit_spare_call(stored))
 
     def _store_call(self, record: CallRecord) -> None:
         if self._store is not None:

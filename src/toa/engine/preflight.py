@@ -97,9 +97,9 @@ def _check_store_present(run_dir: Path) -> None:
     state = "is empty (0 bytes)" if store.is_file() else "is missing"
     raise StoreError(
         f"{run_dir}: the run's store {store.name} {state}, but {results.name} holds {lines} "
-        f"finished result(s); resuming would pay for every call again. Restore the store from "
-        f"a backup, or keep the results (copy {results.name} away) and start a fresh run in a "
-        "new directory"
+        f"finished result(s); resuming would pay for every call again. `toa repair {run_dir}` "
+        f"rebuilds the store from {results.name} (then `toa resume {run_dir}` skips those "
+        "prompts); or restore the store from a backup"
     )
 
 

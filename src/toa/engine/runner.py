@@ -5,6 +5,7 @@ Memory does not grow with the input: prompts are read as a stream and at most
 as it completes (see `toa.engine.context`), a prompt's result is committed to the store and then
 appended to ``results.jsonl``; the store is the source of truth and ``results.jsonl`` is rebuilt
 from it when a run starts and ends, so it always holds exactly one line per finished prompt.
+Continuing a run first checks that its input is still its own (`toa.engine.input_identity`).
 
 Cancelling `run` (Ctrl-C in the CLI) abandons in-flight calls, keeps everything finished, and
 leaves the directory ready for `toa resume`.
@@ -25,7 +26,16 @@ from pathlib import Path
 from typing import IO, Any, Protocol
 
 from toa.agents import AgentPool
-from toa.engine.context import Compute, PromptContext
+from toa.engine.context import Compute, PromptContext, SpendGate
+from toa.engine.input_identity import (
+    InputIdentity,
+    InputScan,
+    check_input,
+    file_digest,
+    prompt_hash,
+    same_input,
+    scan_input,
+)
 from toa.engine.preflight import check_start
 from toa.engine.results import failed_result, tree_result
 from toa.errors import InputError, RunLockedError, StoreError
@@ -34,7 +44,7 @@ from toa.rewards import RewardModel
 from toa.search.priors import Prior, evidence_from_tree
 from toa.settings import RunSettings
 from toa.store.cache import GenerationCache
-from toa.store.layout import LOCK_NAME, RESULTS_NAME, STORE_NAME
+from toa.store.layout import LOCK_NAME, MANIFEST_NAME, RESULTS_NAME, STORE_NAME
 from toa.store.manifest import build_manifest, check_resumable, read_manifest, write_manifest
 from toa.store.run_store import RunStore, StoreReader
 from toa.store.writer import free_space
@@ -50,6 +60,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+DRAIN_S = 10.0
+"""How long a clean stop waits for the calls in flight to finish (seconds), by default."""
 
 
 class ProgressSink(Protocol):
@@ -132,6 +145,10 @@ def rebuild_results(run_dir: Path, store: StoreReader) -> int:
                 out.write(result_json + "\n")
                 lines += 1
         os.replace(tmp, path)
+    except StoreError:  # the store cannot be read (damaged): leave no empty temporary file
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
@@ -143,26 +160,52 @@ def rebuild_results(run_dir: Path, store: StoreReader) -> int:
     return lines
 
 
-def _prepare(settings: RunSettings, run_dir: Path, input_path: Path, field: str | None) -> None:
+async def _prepare(
+    settings: RunSettings,
+    run_dir: Path,
+    input_path: Path,
+    field: str | None,
+    limit: int | None,
+    rerun_changed: bool,
+) -> tuple[RunStore, InputScan]:
+    """Check the settings and the input against the run's manifest and store (an existing run),
+    apply what the input's changes call for, write the manifest; returns the open store and the
+    input's counts. Everything that refuses does so before the manifest is rewritten."""
     new = build_manifest(settings, input_path=input_path, prompt_field=field)
-    if (run_dir / "manifest.json").exists():
-        old = read_manifest(run_dir)
+    old = read_manifest(run_dir) if (run_dir / MANIFEST_NAME).exists() else None
+    if old is not None:
         check_resumable(old, new)
         new["started"] = old.get("started", new["started"])
         new["resumed"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    write_manifest(run_dir, new)
-
-
-def _count_prompts(
-    store: RunStore, path: Path, prompt_field: str | None, limit: int | None
-) -> tuple[int, int]:
-    """(good prompts in the input, of which already done), in one streaming pass."""
-    total = done = 0
-    for item in read_prompts(path, prompt_field=prompt_field, limit=limit):
-        if isinstance(item, Prompt):
-            total += 1
-            done += store.result_status(item.id) == "done"
-    return total, done
+    sha256, size = await asyncio.to_thread(file_digest, input_path)
+    recorded = old.get("input") if old is not None else None
+    recorded = recorded if isinstance(recorded, dict) else ({} if old is not None else None)
+    changed = recorded is not None and not same_input(recorded, sha256, field)
+    known = recorded.get("prompts") if recorded is not None and not changed else None
+    store = RunStore(run_dir / STORE_NAME)
+    try:
+        scan = await asyncio.to_thread(
+            scan_input,
+            store,
+            input_path,
+            field,
+            limit,
+            compare=changed,
+            count_all=not isinstance(known, int),
+        )
+        prompts = known if isinstance(known, int) else scan.prompts
+        identity = InputIdentity(new["input"]["path"], field, sha256, size, prompts)
+        if recorded is not None:
+            check_input(recorded, identity, scan, run_dir=run_dir, rerun_changed=rerun_changed)
+            discards = [store.submit_discard(pid) for pid in (*scan.edited, *scan.restarted)]
+            if discards:
+                await asyncio.gather(*discards)
+        new["input"] = identity.to_dict()
+        write_manifest(run_dir, new)
+    except BaseException:
+        store.close()
+        raise
+    return store, scan
 
 
 class _Run:
@@ -187,6 +230,7 @@ class _Run:
         self.results = results
         self.progress = progress
         self.report = RunReport(run_dir=run_dir)
+        self.gate = SpendGate()
         self.prices = dict(settings.prices)
         self.learned = learned_prior(store, tuple(a.name for a in settings.agents))
         if settings.prior_source == "online" and settings.prior is not None:
@@ -218,12 +262,17 @@ class _Run:
             prices=self.prices,
             stored_calls=self.store.calls_for(prompt.id),
             stored_rewards=self.store.rewards_for(prompt.id),
+            stored_spares=self.store.spare_calls_for(prompt.id),
             cache=self.cache,
+            gate=self.gate,
         )
         started = time.perf_counter()
         strategy = self.settings.strategy
         try:
+            # Queued before its first call, like the prior: a resume can tell an edited prompt.
+            hashed = self.store.submit_prompt_hash(prompt.id, prompt_hash(prompt))
             prior = await self.prior_for(prompt)
+            await hashed
             tree = await strategy.run(
                 prompt, ctx, budget=self.settings.budget, seed=self.settings.seed, prior=prior
             )
@@ -297,33 +346,45 @@ async def run(
     progress: ProgressSink | None = None,
     stop: asyncio.Event | None = None,
     force: bool = False,
+    rerun_changed: bool = False,
+    drain_s: float = DRAIN_S,
 ) -> RunReport:
     """Run (or continue) `settings` over the prompts in `input_path`, into `run_dir`.
 
     Finished prompts found in the run's store are skipped; unfinished ones replay their stored
-    calls. With `runner.cache` set, generations are also looked up in (and written to) that
-    generation cache, shared across runs (see `toa.store.cache`). Setting `stop` ends the run
-    cleanly (in-flight prompts are abandoned, everything finished is kept, the report says
-    `interrupted`); cancelling the task propagates as usual.
+    calls. Continuing a run checks the input against the one it was made from (the manifest
+    records its path, sha256 and prompt count; the store, each prompt's content hash; see
+    `toa.engine.input_identity`): another file with other prompts is refused, and so is a
+    finished prompt whose content was edited, unless `rerun_changed` discards its result and
+    runs it again. Prompts added to the input run; finished ones removed from it are kept.
+    With `runner.cache` set, generations are also looked up in (and written to) that generation
+    cache, shared across runs (see `toa.store.cache`). Setting `stop` ends the run cleanly: no
+    new request or reward call is sent, those in flight get up to `drain_s` seconds to finish
+    and be stored (so they are never paid for again), then unfinished prompts are abandoned;
+    everything finished is kept and the report says `interrupted`. Cancelling the task
+    propagates as usual.
     Before anything is created, `toa.engine.preflight.check_start` checks the agents' key
     variables, the input and the directory (`force`: use a non-empty directory that is not a
     run). Raises `ConfigError` when the directory holds a run made with different settings or
-    cannot be a run directory, `InputError` for a missing input, `StoreError` when a run's store
-    is gone but its results remain, and `RunLockedError` when another process is using it.
+    cannot be a run directory, `InputError` for a missing input or one that is not the run's
+    (nothing is sent, the manifest is left as it was), `StoreError` when a run's store is gone
+    but its results remain, and `RunLockedError` when another process is using it.
     """
     input_path, run_dir = Path(input_path), Path(run_dir)
     check_start(settings, input_path=input_path, run_dir=run_dir, force=force)
     with _locked(run_dir):
-        _prepare(settings, run_dir, input_path, prompt_field)
-        store = RunStore(run_dir / STORE_NAME)
+        store, scan = await _prepare(
+            settings, run_dir, input_path, prompt_field, limit, rerun_changed
+        )
         cache: GenerationCache | None = None
         try:
             if settings.runner.cache is not None:
                 cache = GenerationCache(settings.runner.cache)
             rebuild_results(run_dir, store)
             report = await _run_in(
-                settings, run_dir, store, input_path, prompt_field, limit, progress, stop, cache
-            )
+                settings, run_dir, store, input_path, prompt_field, limit, progress, stop, cache,
+                scan, drain_s,
+            )  # fmt: skip
         except BaseException:
             _close(run_dir, store, cache, quiet=True)  # the first error is the one to report
             raise
@@ -356,10 +417,12 @@ async def _run_in(
     progress: ProgressSink | None,
     stop: asyncio.Event | None,
     cache: GenerationCache | None,
+    scan: InputScan,
+    drain_s: float,
 ) -> RunReport:
     started = time.perf_counter()
     reward = await asyncio.to_thread(build_reward, settings)  # a model load must not block
-    total, already_done = _count_prompts(store, input_path, prompt_field, limit)
+    total, already_done = scan.total, scan.done
     if not total:
         logger.warning("%s holds no prompt to run: nothing was sent", input_path)
     if progress is not None:
@@ -370,7 +433,7 @@ async def _run_in(
             state.report.total = total
             try:
                 state.report.interrupted = await _feed_until_stopped(
-                    _feed(state, input_path, prompt_field, limit), stop
+                    _feed(state, input_path, prompt_field, limit), stop, state.gate, drain_s
                 )
                 if state.report.interrupted:
                     logger.warning(
@@ -382,10 +445,14 @@ async def _run_in(
     return state.report
 
 
-async def _feed_until_stopped(feed: Coroutine[Any, Any, None], stop: asyncio.Event | None) -> bool:
-    """Run `feed` to the end, or until `stop` is set (then cancel it); True when stopped.
+async def _feed_until_stopped(
+    feed: Coroutine[Any, Any, None], stop: asyncio.Event | None, gate: SpendGate, drain_s: float
+) -> bool:
+    """Run `feed` to the end, or until `stop` is set; True when stopped.
 
-    Cancelling the caller cancels `feed` too and propagates: only `stop` is a clean stop.
+    A stop closes the gate (nothing new is sent), waits up to `drain_s` for the calls in flight
+    to finish and be queued to the store, then cancels the feed and its prompts. Cancelling the
+    caller cancels `feed` too and propagates: only `stop` is a clean stop.
     """
     task = asyncio.create_task(feed)
     if stop is None:
@@ -394,6 +461,8 @@ async def _feed_until_stopped(feed: Coroutine[Any, Any, None], stop: asyncio.Eve
     waiter = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            await _drain(task, gate, drain_s)
     finally:
         for pending in (task, waiter):
             pending.cancel()
@@ -402,6 +471,24 @@ async def _feed_until_stopped(feed: Coroutine[Any, Any, None], stop: asyncio.Eve
         return True
     task.result()  # re-raise what the feed raised
     return False
+
+
+async def _drain(task: asyncio.Task[None], gate: SpendGate, drain_s: float) -> None:
+    """Close the gate and give the calls in flight up to `drain_s` to finish."""
+    gate.close()
+    if gate.in_flight:
+        logger.warning(
+            "stopping: no new request is sent; waiting up to %.0f s for the %d in flight",
+            drain_s,
+            gate.in_flight,
+        )
+    drained = asyncio.create_task(gate.wait_idle())
+    try:
+        await asyncio.wait({task, drained}, timeout=drain_s, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        drained.cancel()
+    if gate.in_flight:
+        logger.warning("stopping: %d call(s) still in flight are abandoned", gate.in_flight)
 
 
 def _releaser(
@@ -435,7 +522,7 @@ async def _feed(state: _Run, input_path: Path, prompt_field: str | None, limit: 
                 state.report.already_done += 1
                 continue
             await slots.acquire()
-            if fatal:  # no new prompt once one has failed the run
+            if fatal or state.gate.closed:  # no new prompt once stopping, or failed
                 slots.release()
                 break
             task = asyncio.create_task(state.run_prompt(item), name=f"prompt:{item.id}")

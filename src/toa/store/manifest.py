@@ -1,7 +1,10 @@
 """The run manifest: what a run directory was made with, and whether a resume may continue it.
 
 ``manifest.json`` holds the configuration (env-var names only: keys never reach a file), its hash,
-the template hashes, package versions, the seed, the input and the start time. A resume compares
+the template hashes, package versions, the seed, the input and the start time. The input is its
+resolved path, the prompt field, the sha256 and size of its bytes and its number of good prompts
+(manifests of older releases have the path and prompt field only); the runner checks a continued
+run's input against it (`toa.engine.input_identity`). A resume compares
 the settings that change what is generated or how it is scored; a difference refuses the resume
 with a message naming each changed field. Settings that only change how calls are made (URLs,
 concurrency, timeouts, retries, prices) may change between runs.

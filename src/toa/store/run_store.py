@@ -38,7 +38,7 @@ from typing import Any, Literal
 
 from toa.errors import StoreError
 from toa.store.sqlite import configure, connect
-from toa.store.writer import Barrier, GroupWriter, Write, WriteItem, store_error
+from toa.store.writer import Barrier, GroupWriter, Write, WriteItem, repair_hint, store_error
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -79,11 +79,25 @@ CREATE TABLE IF NOT EXISTS evidence (
     prompt_id TEXT PRIMARY KEY, evidence_json TEXT NOT NULL, seq INTEGER NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS trees (
     prompt_id TEXT PRIMARY KEY, tree_zjson BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS prompt_hashes (
+    prompt_id TEXT PRIMARY KEY, prompt_hash TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS spare_calls (
+    prompt_id TEXT NOT NULL, node_id INTEGER NOT NULL, agent TEXT NOT NULL,
+    request_hash TEXT NOT NULL, ok INTEGER NOT NULL, text TEXT, error TEXT, error_type TEXT,
+    prompt_tokens INTEGER, completion_tokens INTEGER, finish_reason TEXT,
+    latency_s REAL NOT NULL, attempts INTEGER NOT NULL, endpoint TEXT, created_s REAL NOT NULL,
+    PRIMARY KEY (prompt_id, request_hash));
 """
 # `trees`: each finished prompt's whole search tree (`SearchTree.to_dict()`), JSON compressed
 # with zlib (the texts are also in the result's `samples` view: compressed, the record costs
 # about a third of that again). Stores written before it existed have no such table: their
 # prompts have no stored tree, and readers fall back to the result line.
+# `prompt_hashes`: the content hash of each prompt as it was when its search last started
+# (`toa.engine.input_identity.prompt_hash`), so that a resume can tell an edited prompt. Stores
+# written before it existed gain it empty; their prompts' content is read from the result line.
+# `spare_calls`: successful calls whose tree position a resumed search gave to another request
+# (its path differed, e.g. an agent that was out is back). Kept by request hash so the request,
+# asked for again anywhere in the tree, still replays instead of being paid for twice.
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +165,7 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
 _CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
 _REWARD_COLUMNS = tuple(f.name for f in fields(RewardRecord))
 _CALL_SQL = _insert_sql("calls", _CALL_COLUMNS)
+_SPARE_CALL_SQL = _insert_sql("spare_calls", _CALL_COLUMNS)
 _REWARD_SQL = _insert_sql("rewards", _REWARD_COLUMNS)
 _RESULT_SQL = (
     "INSERT OR REPLACE INTO results (prompt_id, status, result_json, finished_s, seq) "
@@ -163,6 +178,9 @@ _EVIDENCE_SQL = (
     "VALUES (?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM evidence))"
 )
 _TREE_SQL = "INSERT OR REPLACE INTO trees (prompt_id, tree_zjson) VALUES (?, ?)"
+_PROMPT_HASH_SQL = "INSERT OR REPLACE INTO prompt_hashes (prompt_id, prompt_hash) VALUES (?, ?)"
+# What a prompt's search left behind, all but its calls (see `RunStore.submit_discard`).
+_DISCARD_TABLES = ("results", "trees", "evidence", "rewards", "priors", "prompt_hashes")
 _TREE_LEVEL = 6  # zlib level: texts shrink about 3x; a 160-node tree takes a few ms
 _SUMMARY_SQL = """
 SELECT
@@ -215,12 +233,19 @@ class StoreReader:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise StoreError(f"run store {self.path}: no such file; check the path")
+            repair = repair_hint(self.path)
+            fix = f"{repair}, or restore it from a backup" if repair else "check the path"
+            raise StoreError(f"run store {self.path}: no such file; {fix}")
         if self.path.stat().st_size == 0:
+            repair = repair_hint(self.path)
             raise StoreError(
                 f"run store {self.path}: the file is empty (0 bytes) and holds no record; "
-                "restore it from a backup (the run's results.jsonl, if any, still holds its "
-                "finished results)"
+                + (
+                    f"{repair}, or restore it from a backup"
+                    if repair
+                    else "restore it from a backup (the run's results.jsonl, if any, still holds "
+                    "its finished results)"
+                )
             )
         uri = self.path.resolve().as_uri() + "?mode=ro"
         try:
@@ -230,7 +255,8 @@ class StoreReader:
         except sqlite3.Error as exc:
             raise store_error(self.path, "open it for reading", exc) from exc
         self._read_lock = threading.Lock()
-        self._trees: bool | None = None  # whether the `trees` table exists (asked once)
+        self._tables: dict[str, bool] = {}  # whether a newer table exists (asked once each)
+        self._hashes: bool | None = None  # whether the `prompt_hashes` table exists
         try:
             version = self.get_meta("schema_version")
         except StoreError:
@@ -263,6 +289,13 @@ class StoreReader:
         rows = self._query(sql, (prompt_id,))
         return {row[1]: CallRecord(*_with_bool(row, 4)) for row in rows}
 
+    def spare_calls_for(self, prompt_id: str) -> list[CallRecord]:
+        """The prompt's successful calls that lost their tree position (see `spare_calls`)."""
+        if not self._has_table("spare_calls"):
+            return []
+        sql = f"SELECT {', '.join(_CALL_COLUMNS)} FROM spare_calls WHERE prompt_id = ?"
+        return [CallRecord(*_with_bool(row, 4)) for row in self._query(sql, (prompt_id,))]
+
     def rewards_for(self, prompt_id: str) -> dict[int, RewardRecord]:
         """Every reward record of one prompt, by node id."""
         sql = f"SELECT {', '.join(_REWARD_COLUMNS)} FROM rewards WHERE prompt_id = ?"
@@ -272,6 +305,26 @@ class StoreReader:
     def result_status(self, prompt_id: str) -> str | None:
         """'done' or 'failed' when the prompt has a result, else None."""
         rows = self._query("SELECT status FROM results WHERE prompt_id = ?", (prompt_id,))
+        return str(rows[0][0]) if rows else None
+
+    def result_for(self, prompt_id: str) -> tuple[str, str] | None:
+        """``(status, result_json)`` of a prompt with a result, else None."""
+        sql = "SELECT status, result_json FROM results WHERE prompt_id = ?"
+        rows = self._query(sql, (prompt_id,))
+        return (str(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def prompt_hash(self, prompt_id: str) -> str | None:
+        """The content hash the prompt had when its search last started, or None (it never
+        started, or an older TOA wrote the store: then its result line holds the prompt)."""
+        if self._hashes is None:
+            rows = self._query(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'prompt_hashes'"
+            )
+            self._hashes = bool(rows)
+        if not self._hashes:
+            return None
+        sql = "SELECT prompt_hash FROM prompt_hashes WHERE prompt_id = ?"
+        rows = self._query(sql, (prompt_id,))
         return str(rows[0][0]) if rows else None
 
     def prior_for(self, prompt_id: str) -> str | None:
@@ -327,12 +380,18 @@ class StoreReader:
 
     def _has_trees(self) -> bool:
         """Whether the store has the `trees` table (stores of older TOA releases do not)."""
-        if self._trees is None:
+        return self._has_table("trees")
+
+    def _has_table(self, name: str) -> bool:
+        """Whether the store has table `name` (stores of older releases lack the newer ones);
+        asked once per table."""
+        found = self._tables.get(name)
+        if found is None:
             rows = self._query(
-                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'trees'"
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
             )
-            self._trees = bool(rows)
-        return self._trees
+            found = self._tables[name] = bool(rows)
+        return found
 
     def iter_results(self, page_size: int = 256) -> Iterator[tuple[str, str, str]]:
         """``(prompt_id, status, result_json)`` in the order results were last written.
@@ -453,6 +512,14 @@ class RunStore(StoreReader, GroupWriter):
         params = tuple(getattr(rec, name) for name in _CALL_COLUMNS)
         return self._submit(_CALL_SQL, params, f"call ({rec.prompt_id!r}, node {rec.node_id})")
 
+    def submit_spare_call(self, rec: CallRecord) -> asyncio.Future[None]:
+        """Queue a successful call record whose node another request is taking (it stays
+        replayable by its request hash); committed no later than that request's record."""
+        params = tuple(getattr(rec, name) for name in _CALL_COLUMNS)
+        return self._submit(
+            _SPARE_CALL_SQL, params, f"spare call ({rec.prompt_id!r}, node {rec.node_id})"
+        )
+
     def submit_reward(self, rec: RewardRecord) -> asyncio.Future[None]:
         """Queue one reward record now; the future resolves once it is committed."""
         params = tuple(getattr(rec, name) for name in _REWARD_COLUMNS)
@@ -479,6 +546,26 @@ class RunStore(StoreReader, GroupWriter):
         text = json.dumps(tree, ensure_ascii=False, separators=(",", ":"))
         blob = zlib.compress(text.encode("utf-8"), _TREE_LEVEL)
         return self._submit(_TREE_SQL, (prompt_id, blob), f"tree ({prompt_id!r})")
+
+    def submit_prompt_hash(self, prompt_id: str, prompt_hash: str) -> asyncio.Future[None]:
+        """Queue the content hash of a prompt whose search starts (replaces an older one)."""
+        return self._submit(_PROMPT_HASH_SQL, (prompt_id, prompt_hash), f"hash ({prompt_id!r})")
+
+    def submit_discard(self, prompt_id: str) -> asyncio.Future[None]:
+        """Queue the removal of what a prompt's search left behind, in one transaction: its
+        result, tree, evidence, rewards, prior and content hash, so that it runs again from the
+        start. Its calls are kept: a call is replayed only for the identical request (the same
+        request hash), so the calls of an edited prompt are sent again and replaced, and an
+        unchanged request is not paid for twice.
+        """
+        first, *rest = (f"DELETE FROM {table} WHERE prompt_id = ?" for table in _DISCARD_TABLES)
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        future.add_done_callback(_retrieved)
+        more = tuple((sql, (prompt_id,)) for sql in rest)
+        label = f"discard ({prompt_id!r})"
+        self._put(Write(first, (prompt_id,), label, loop=loop, future=future, more=more))
+        return future
 
     async def write_result(self, prompt_id: str, status: ResultStatus, result_json: str) -> None:
         """Store a prompt's final result, stamped now; returns once committed."""

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from toa.errors import StoreError
+from toa.store.layout import MANIFEST_NAME, RESULTS_NAME, STORE_NAME
 
 logger = logging.getLogger("toa.store.run_store")  # the store's own logger, as before the split
 
@@ -37,6 +38,20 @@ def free_space(path: Path) -> str:
     return f"{free / 1e6:.1f} MB" if free < 1e9 else f"{free / 1e9:.1f} GB"
 
 
+def repair_hint(path: Path) -> str | None:
+    """For a run's own store (``RUN/store.sqlite`` beside a manifest): what `toa repair` offers,
+    with the number of results ``results.jsonl`` still holds. None for any other file."""
+    run_dir = path.parent
+    if path.name != STORE_NAME or not (run_dir / MANIFEST_NAME).is_file():
+        return None
+    try:
+        with (run_dir / RESULTS_NAME).open("rb") as handle:
+            held = sum(1 for line in handle if line.strip())
+    except OSError:
+        held = 0
+    return f"`toa repair {run_dir}` recovers what can be read ({RESULTS_NAME} holds {held} results)"
+
+
 def _hint(error: sqlite3.Error, path: Path | None = None) -> str:
     """What to do about a SQLite error, by its error code name."""
     name = _error_name(error)
@@ -47,7 +62,10 @@ def _hint(error: sqlite3.Error, path: Path | None = None) -> str:
         return "another process is writing this store: run one `toa run` per store at a time"
     if name.startswith(("SQLITE_READONLY", "SQLITE_PERM", "SQLITE_CANTOPEN")):
         return "the file or its folder is not writable: fix permissions or use another path"
-    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or "Could not decode" in str(error):
+        repair = repair_hint(path) if path is not None else None
+        if repair is not None:
+            return f"the file is damaged: {repair}"
         return "the file is damaged or not a TOA store: move it aside and use a fresh path"
     free = f", {free_space(path)} free there now" if path is not None else ""
     if name.startswith("SQLITE_IOERR"):
@@ -64,7 +82,10 @@ def store_error(path: Path, doing: str, error: sqlite3.Error) -> StoreError:
 
 @dataclass(slots=True)
 class Write:
-    """One queued statement and whoever waits for its commit (an asyncio future or an event)."""
+    """One queued statement and whoever waits for its commit (an asyncio future or an event).
+
+    `more`: statements run after `sql` in the same transaction (a write that must be whole).
+    """
 
     sql: str
     params: tuple[Any, ...]
@@ -73,6 +94,7 @@ class Write:
     future: asyncio.Future[None] | None = None
     event: threading.Event | None = None
     error: StoreError | None = None
+    more: tuple[tuple[str, tuple[Any, ...]], ...] = ()
 
 
 @dataclass(slots=True)
@@ -209,6 +231,8 @@ class GroupWriter:
         try:
             for write in writes:
                 conn.execute(write.sql, write.params)
+                for sql, params in write.more:
+                    conn.execute(sql, params)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:

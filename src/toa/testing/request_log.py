@@ -14,8 +14,9 @@ it at once, so another process can follow the file while the server runs. Each l
   closing); ``fault``: ``ok``, the fault applied, ``dead`` or ``invalid`` (see `Faults`).
 * ``seed``: the request's ``seed`` field, or null.
 * ``request_id``: the hex BLAKE2b-128 digest of the request body as canonical JSON (sorted keys,
-  no spaces): identical requests (same model, messages, sampling, seed) have the same id, so a
-  request answered with status 200 twice was paid for twice.
+  no spaces; a body that is not a JSON object counts as ``{}``): identical requests (same
+  model, messages, sampling, seed) have the same id, so a request answered with status 200 twice
+  was paid for twice.
 * ``quality``: the hidden quality of the answer, when one was generated, else null.
 
 No header is written (an ``Authorization`` header carries a key), nor the messages.

@@ -77,9 +77,24 @@ to the end of their handler, so a test can check that a client bounded its concu
 `reset_stats` clears the statistics and the log, not the sample counts nor the script position.
 
 Request log: with ``request_log_path`` (``toa fake-server --request-log FILE``) every finished
-generation request also goes to a file, one JSON line each, flushed at once, with an id that is
-equal for identical request bodies, so a test (or a user) can check from outside that nothing was
-requested twice. `toa.testing.request_log` gives the format; no header or message text is written.
+generation request also goes to a file (appended to; opened on `start`, closed on `close`), one
+JSON line each, written when the request is recorded in `requests` / ``by_status`` (rejected
+ones too) and flushed at once, so another process can read it while the server runs::
+
+    {"seq": 12, "time": 1764681234.56, "path": "/v1/chat/completions", "agent": "agent_a",
+     "kind": "fresh", "status": 200, "fault": "ok", "seed": 1234, "request_id": "9f3c...",
+     "quality": 0.61}
+
+``seq`` is the arrival number, ``time`` the wall clock (Unix seconds) at the end, ``status`` the
+HTTP status (0: no response), ``fault`` the outcome (``ok``, ``500``, ``429``, ``timeout``,
+``drop``, ``dead``, ``invalid``, a script item), ``seed`` the request's seed or null,
+``request_id`` the hex BLAKE2b-128 digest of the body as canonical JSON (sorted keys, compact;
+a body that is not a JSON object counts as ``{}``), so identical requests (same agent, messages,
+sampling, seed) have the same id whatever their key order or headers, and ``quality`` the
+answer's hidden quality or null. A test (or a user) can then check from outside that no request
+was answered with 200 twice. No header value (an ``Authorization`` header carries a key) and no
+message text is written. `toa.testing.read_request_log` reads a log back
+(`toa.testing.request_log`).
 
 The server is cheap: no access log, no logging per request above DEBUG, no per-request work
 beyond parsing the JSON and computing one answer.
@@ -224,9 +239,10 @@ class FakeServer:
             shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
         )
         if self._request_log_path is not None:
+            # Opened first: a directory that does not exist is an OSError before anything listens.
             self._request_log = RequestLog(self._request_log_path)
-        await runner.setup()
         try:
+            await runner.setup()
             await web.TCPSite(runner, self._host, self._requested_port).start()
         except BaseException:
             await runner.cleanup()
