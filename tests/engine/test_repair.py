@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from toa.cli import app
 from toa.engine.runner import rebuild_results
 from toa.errors import ConfigError, RunLockedError, StoreError
-from toa.store.repair import RepairReport, TableRepair, repair_run, write_results
+from toa.store.repair import RepairReport, TableRepair, repair_run
 from toa.store.run_store import StoreReader
 from toa.testing import FakeServer, running_in_thread
 
@@ -401,11 +401,8 @@ def test_the_runner_leaves_no_temporary_file_when_the_store_cannot_be_read(run_d
     for pageno in _leaf_pages(store, "results"):
         _smash_page(store, pageno)
     results = (run_dir / "results.jsonl").read_bytes()
-    with StoreReader(store) as reader:
-        with pytest.raises(StoreError, match="toa repair"):
-            rebuild_results(run_dir, reader)
-        with pytest.raises(StoreError, match="toa repair"):
-            write_results(run_dir, reader)
+    with StoreReader(store) as reader, pytest.raises(StoreError, match="toa repair"):
+        rebuild_results(run_dir, reader)
     assert not (run_dir / "results.jsonl.tmp").exists()
     assert (run_dir / "results.jsonl").read_bytes() == results
 

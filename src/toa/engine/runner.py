@@ -14,13 +14,11 @@ leaves the directory ready for `toa resume`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import fcntl
 import json
 import logging
 import os
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -38,14 +36,15 @@ from toa.engine.input_identity import (
 )
 from toa.engine.preflight import check_start
 from toa.engine.results import failed_result, tree_result
-from toa.errors import InputError, RunLockedError, StoreError
+from toa.errors import InputError, StoreError
 from toa.inputs.readers import read_prompts
 from toa.rewards import RewardModel
 from toa.search.priors import Prior, evidence_from_tree
 from toa.settings import RunSettings
 from toa.store.cache import GenerationCache
-from toa.store.layout import LOCK_NAME, MANIFEST_NAME, RESULTS_NAME, STORE_NAME
+from toa.store.layout import MANIFEST_NAME, RESULTS_NAME, STORE_NAME
 from toa.store.manifest import build_manifest, check_resumable, read_manifest, write_manifest
+from toa.store.run_files import rebuild_results, run_lock
 from toa.store.run_store import RunStore, StoreReader
 from toa.store.writer import free_space
 from toa.types import Prompt
@@ -102,24 +101,6 @@ def build_reward(settings: RunSettings) -> RewardModel:
     return settings.build_reward()
 
 
-@contextlib.contextmanager
-def _locked(run_dir: Path) -> Iterator[None]:
-    """Hold an exclusive lock on the run directory: two writers would pay twice for calls."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with (run_dir / LOCK_NAME).open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLockedError(
-                f"{run_dir} is in use by another TOA process; wait for it to finish or stop it "
-                "first (two processes writing one run would pay twice for the same calls)"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def learned_prior(store: StoreReader, agents: tuple[str, ...]) -> Prior:
     """What a run has learned: the evidence of its finished prompts, summed in finishing order
     (the order the run itself added it, so a resume continues with the same numbers)."""
@@ -127,37 +108,6 @@ def learned_prior(store: StoreReader, agents: tuple[str, ...]) -> Prior:
     for _prompt_id, evidence_json in store.iter_evidence():
         learned = learned + Prior.from_dict(json.loads(evidence_json))
     return learned
-
-
-def rebuild_results(run_dir: Path, store: StoreReader) -> int:
-    """Rewrite results.jsonl from the store (atomically); returns the number of lines.
-
-    Raises:
-        StoreError: the file cannot be written (disk full, permissions); the old file is left
-            as it was, no temporary file is left behind, and the store still holds every result.
-    """
-    path = run_dir / RESULTS_NAME
-    tmp = path.with_suffix(".jsonl.tmp")
-    lines = 0
-    try:
-        with tmp.open("w", encoding="utf-8") as out:
-            for _prompt_id, _status, result_json in store.iter_results():
-                out.write(result_json + "\n")
-                lines += 1
-        os.replace(tmp, path)
-    except StoreError:  # the store cannot be read (damaged): leave no empty temporary file
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise StoreError(
-            f"{path}: cannot rewrite the results file ({exc.strerror or exc}; "
-            f"{free_space(path)} free there): the store keeps every result, and "
-            f"`toa resume {run_dir}` rewrites the file once there is room"
-        ) from exc
-    return lines
 
 
 async def _prepare(
@@ -372,7 +322,7 @@ async def run(
     """
     input_path, run_dir = Path(input_path), Path(run_dir)
     check_start(settings, input_path=input_path, run_dir=run_dir, force=force)
-    with _locked(run_dir):
+    with run_lock(run_dir):
         store, scan = await _prepare(
             settings, run_dir, input_path, prompt_field, limit, rerun_changed
         )

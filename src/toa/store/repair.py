@@ -33,7 +33,6 @@ returns a `RepairReport` (``toa repair`` draws it).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -46,9 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from toa.errors import RunLockedError, StoreError
-from toa.store.layout import LOCK_NAME, RESULTS_NAME, STORE_NAME
+from toa.errors import StoreError
+from toa.store.layout import RESULTS_NAME, STORE_NAME
 from toa.store.manifest import read_manifest
+from toa.store.run_files import rebuild_results, run_lock
 from toa.store.run_store import SCHEMA_VERSION, RunStore, StoreReader
 from toa.store.writer import free_space
 
@@ -58,7 +58,6 @@ __all__ = [
     "StoreState",
     "TableRepair",
     "repair_run",
-    "write_results",
 ]
 
 logger = logging.getLogger(__name__)
@@ -158,7 +157,7 @@ def repair_run(run_dir: str | os.PathLike[str], *, dry_run: bool = False) -> Rep
     """
     run_dir = Path(run_dir)
     read_manifest(run_dir)  # ConfigError: not a run
-    with _locked(run_dir):
+    with run_lock(run_dir, what=", then repair it"):
         for stale in run_dir.glob(f"{_WORK_PREFIX}*"):  # left by a repair that was killed
             shutil.rmtree(stale, ignore_errors=True)
         stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
@@ -174,54 +173,6 @@ def repair_run(run_dir: str | os.PathLike[str], *, dry_run: bool = False) -> Rep
             ) from exc
         finally:
             shutil.rmtree(work, ignore_errors=True)
-
-
-def write_results(run_dir: Path, store: StoreReader) -> int:
-    """Rewrite results.jsonl from `store`, atomically, one line per result in the order they
-    were written (as `toa.engine.runner.rebuild_results` does); returns the number of lines.
-
-    Raises:
-        StoreError: the store cannot be read or the file cannot be written; the old file is left
-            as it was and no temporary file is left behind.
-    """
-    path = run_dir / RESULTS_NAME
-    tmp = path.with_suffix(".jsonl.tmp")
-    lines = 0
-    try:
-        with tmp.open("w", encoding="utf-8") as out:
-            for _prompt_id, _status, result_json in store.iter_results():
-                out.write(result_json + "\n")
-                lines += 1
-        os.replace(tmp, path)
-    except StoreError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise StoreError(
-            f"{path}: cannot rewrite the results file ({exc.strerror or exc}; "
-            f"{free_space(path)} free there): the store keeps every result"
-        ) from exc
-    return lines
-
-
-@contextlib.contextmanager
-def _locked(run_dir: Path) -> Iterator[None]:
-    """The run's exclusive lock, as `toa run` takes it (`toa.engine.runner`)."""
-    with (run_dir / LOCK_NAME).open("a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise RunLockedError(
-                f"{run_dir} is in use by another TOA process; wait for it to finish or stop it "
-                "first, then repair it"
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # ----------------------------------------------------------------------------- the repair
@@ -297,7 +248,7 @@ def _repair(run_dir: Path, work: Path, stamp: str, *, dry_run: bool) -> RepairRe
     results_lines = len(now_done)
     if not dry_run and action != "none":
         with StoreReader(store) as reader:
-            results_lines = write_results(run_dir, reader)
+            results_lines = rebuild_results(run_dir, reader)
     report = RepairReport(
         run_dir=run_dir,
         state=salvage.state,
