@@ -20,6 +20,7 @@ from toa.cli.fake_server import fake_server
 from toa.cli.models import models_app
 from toa.cli.repair import repair_command
 from toa.cli.runs import priors_command, resume_command, run_command, status_command
+from toa.cli.sweep import eval_command, sweep_command
 
 __all__ = ["app", "main"]
 
@@ -58,6 +59,8 @@ app.command("run")(run_command)
 app.command("resume")(resume_command)
 app.command("status")(status_command)
 app.command("priors")(priors_command)
+app.command("sweep")(sweep_command)
+app.command("eval")(eval_command)
 app.command("repair")(repair_command)
 app.command("export")(export_command)
 app.command("fake-server")(fake_server)

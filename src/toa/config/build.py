@@ -46,13 +46,15 @@ def with_overrides(
     strategy: str | None = None,
     budget: int | None = None,
     cache: str | None = None,
+    agent: str | None = None,
 ) -> RunSettings:
-    """The same settings with the CLI's --strategy / --budget / --cache applied.
+    """The same settings with the CLI's --strategy / --budget / --cache applied (and `agent`,
+    the single agent of random / prs: `toa sweep --single-agent`).
 
     The overrides edit the run's configuration data (what the manifest records), which is then
     validated like a file: a new strategy gets its defaults and its own checks.
     """
-    if strategy is None and budget is None and cache is None:
+    if strategy is None and budget is None and cache is None and agent is None:
         return settings
     data = _without_none(settings.config_data)
     if strategy is not None and strategy != data["strategy"].get("name"):
@@ -61,6 +63,8 @@ def with_overrides(
         data["strategy"]["budget"] = budget
     if cache is not None:
         data["runner"]["cache"] = cache
+    if agent is not None:
+        data["strategy"]["agent"] = agent
     return parse_config(data, source=settings.source)
 
 

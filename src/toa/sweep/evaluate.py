@@ -1,0 +1,150 @@
+"""Evaluation apart from the reward: each prompt's chosen best answer (and its top k) scored again
+by an evaluator built like a reward.
+
+Kinds (`EVAL_KINDS`): ``verify`` (math answer checking against the row's ``gold_answer``; the
+accuracy is the fraction of prompts whose best answer verifies), ``chrf`` and ``bleu`` (against
+the row's ``reference``), ``reward`` (the run's own reward, from its manifest). Rows that lack the
+field an evaluator needs are refused before anything is scored (`check_eval_fields`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from toa.config import parse_config
+from toa.config.rewards import BleuRewardConfig, ChrfRewardConfig, VerifyRewardConfig
+from toa.errors import ConfigError
+from toa.rewards import RewardModel
+from toa.store.manifest import read_manifest
+from toa.sweep.summary import TOP_K, mean, read_results, top_rewards
+from toa.types import Message, Prompt, ScoreFailure
+
+__all__ = [
+    "EVAL_FIELDS",
+    "EVAL_KINDS",
+    "EVAL_NAME",
+    "check_eval_fields",
+    "check_eval_kind",
+    "evaluate_rows",
+    "evaluate_run",
+]
+
+EVAL_NAME = "eval.json"
+EVAL_FIELDS: Mapping[str, str | None] = {
+    "verify": "gold_answer",
+    "chrf": "reference",
+    "bleu": "reference",
+    "reward": None,
+}
+"""Each evaluation kind and the row field it needs (None: none)."""
+EVAL_KINDS: tuple[str, ...] = tuple(EVAL_FIELDS)
+
+
+def check_eval_kind(kind: str) -> str:
+    if kind not in EVAL_FIELDS:
+        raise ConfigError(f"--eval: unknown kind {kind!r}; choose one of {', '.join(EVAL_KINDS)}")
+    return kind
+
+
+def check_eval_fields(kind: str, rows: Iterable[tuple[str, Mapping[str, Any]]], where: str) -> None:
+    """`ConfigError` naming the field and the first rows without it, when `kind` needs a field
+    that some of `rows` (prompt id, extra fields) lack or leave empty."""
+    wanted = EVAL_FIELDS[check_eval_kind(kind)]
+    if wanted is None:
+        return
+    missing = [pid for pid, extra in rows if extra.get(wanted) in (None, "")]
+    if missing:
+        shown = ", ".join(missing[:5]) + (
+            f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        )
+        raise ConfigError(
+            f"--eval {kind} needs the field {wanted!r} in every row; {where}: {len(missing)} "
+            f"row(s) lack it ({shown})"
+        )
+
+
+def _evaluator(kind: str, run_config: Mapping[str, Any] | None, source: str) -> RewardModel:
+    if kind == "verify":
+        return VerifyRewardConfig(type="verify").build()
+    if kind == "chrf":
+        return ChrfRewardConfig(type="chrf").build()
+    if kind == "bleu":
+        return BleuRewardConfig(type="bleu").build()
+    if run_config is None:
+        raise ConfigError("--eval reward needs the run's configuration (its manifest)")
+    return parse_config(run_config, source=source).build_reward()
+
+
+def _prompt(row: dict[str, Any]) -> Prompt:
+    messages = tuple(Message(m["role"], m["content"]) for m in row.get("messages", []))
+    return Prompt(id=str(row["id"]), messages=messages, extra=dict(row.get("extra") or {}))
+
+
+async def evaluate_rows(
+    rows: list[dict[str, Any]],
+    kind: str,
+    *,
+    run_config: Mapping[str, Any] | None = None,
+    source: str = "<run>",
+    k: int = TOP_K,
+) -> dict[str, Any]:
+    """Score each row's best answer and its top `k` samples (by the run's reward) with `kind`.
+
+    Returns the `eval` block: ``prompts``, ``scored`` (prompts with a best answer scored),
+    ``failed_scores``, ``mean_best`` and ``mean_topk``; for ``verify`` also ``accuracy`` (prompts
+    whose best answer verifies, over all prompts: no best answer counts as wrong) and
+    ``topk_accuracy`` (prompts with a verifying answer among the top k).
+    """
+    check_eval_fields(kind, ((str(r.get("id")), r.get("extra") or {}) for r in rows), "results")
+    evaluator = _evaluator(kind, run_config, source)
+    correct = VerifyRewardConfig(type="verify").correct
+    bests: list[float] = []
+    topk_means: list[float] = []
+    right = topk_right = failures = 0
+    try:
+        for row in rows:
+            best = row.get("best")
+            if not isinstance(best, dict) or best.get("response") is None:
+                continue
+            texts = [str(best["response"])] + [
+                str(s["response"]) for s in top_rewards(row, k) if s.get("response") is not None
+            ]
+            scores = await evaluator.score(_prompt(row), texts)
+            failures += sum(isinstance(s, ScoreFailure) for s in scores)
+            if not isinstance(scores[0], ScoreFailure):
+                bests.append(float(scores[0]))
+                right += float(scores[0]) == correct
+            top = [float(s) for s in scores[1:] if not isinstance(s, ScoreFailure)]
+            if top:
+                topk_means.append(sum(top) / len(top))
+                topk_right += any(v == correct for v in top)
+    finally:
+        await evaluator.aclose()
+    block: dict[str, Any] = {
+        "kind": kind,
+        "prompts": len(rows),
+        "scored": len(bests),
+        "failed_scores": failures,
+        "top_k": k,
+        "mean_best": mean(bests),
+        "mean_topk": mean(topk_means),
+    }
+    if kind == "verify":
+        block["accuracy"] = round(right / len(rows), 6) if rows else None
+        block["topk_accuracy"] = round(topk_right / len(rows), 6) if rows else None
+    return block
+
+
+async def evaluate_run(run_dir: Path, kind: str, *, k: int = TOP_K) -> dict[str, Any]:
+    """`evaluate_rows` over a run directory's results (`reward`: its manifest's reward)."""
+    check_eval_kind(kind)
+    manifest = read_manifest(run_dir)
+    rows = read_results(run_dir)
+    if not rows:
+        raise ConfigError(f"{run_dir}: no finished prompt to evaluate (results.jsonl is empty)")
+    config = manifest.get("config") if kind == "reward" else None
+    return await evaluate_rows(
+        rows, kind, run_config=config, source=str(run_dir / "manifest.json"), k=k
+    )
