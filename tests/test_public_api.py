@@ -19,6 +19,7 @@ MODULES = [
     "toa.inputs",
     "toa.local",
     "toa.errors",
+    "toa.report",
     "toa.rewards",
     "toa.search",
     "toa.settings",

@@ -19,6 +19,7 @@ from toa.cli.export import export_command
 from toa.cli.fake_server import fake_server
 from toa.cli.models import models_app
 from toa.cli.repair import repair_command
+from toa.cli.report import report_command
 from toa.cli.runs import priors_command, resume_command, run_command, status_command
 from toa.cli.sweep import eval_command, sweep_command
 
@@ -63,6 +64,7 @@ app.command("sweep")(sweep_command)
 app.command("eval")(eval_command)
 app.command("repair")(repair_command)
 app.command("export")(export_command)
+app.command("report")(report_command)
 app.command("fake-server")(fake_server)
 app.command()(demo)
 app.add_typer(models_app, name="models")

@@ -1,0 +1,32 @@
+"""`toa report`: a run as one self-contained HTML page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from toa.cli.common import console, fail
+from toa.errors import TOAError
+
+
+def report_command(
+    run_dir: Annotated[
+        Path, typer.Argument(help="A run directory (finished, still running or interrupted).")
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="The HTML file to write (default RUN_DIR/report.html)."
+        ),
+    ] = None,
+) -> None:
+    """Write a self-contained HTML report of a run: summary, rewards, compute, every tree."""
+    from toa.report import write_report
+
+    try:
+        path = write_report(run_dir, output)
+    except TOAError as exc:
+        fail(exc)
+    console.print(f"wrote {path}", highlight=False)
