@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip
 
-.PHONY: test test-comet demo lint typecheck pytest bench install-dev install-local install-judge clean
+.PHONY: test test-comet demo lint typecheck pytest bench docs-plot install-dev install-local install-judge clean
 
 # The venv is (re)built when pyproject.toml changes; the stamp records what was installed.
 $(BIN)/python:
@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(PIP) install --quiet --upgrade pip
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e '.[dev,bench,peers,math,translation,parquet,datasets,train,hf]'
+	$(PIP) install --quiet -e '.[dev,bench,peers,math,translation,parquet,datasets,train,hf,plot]'
 	touch $@
 
 install-dev: $(VENV)/.dev-installed
@@ -81,6 +81,10 @@ test: lint typecheck pytest test-comet
 # The embedded default: three real local models, a real reward, a dataset and a summary.
 demo: install-dev install-local
 	$(BIN)/toa demo
+
+# The README's sweep plot: a simulated sweep (fake server, no models), about 15 s.
+docs-plot: install-dev
+	$(BIN)/python benchmarks/sweep_simulated.py --docs
 
 bench: install-dev
 	$(BIN)/python benchmarks/client_throughput.py

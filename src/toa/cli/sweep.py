@@ -122,6 +122,8 @@ def sweep_command(
         console.print("interrupted: run the same `toa sweep` command again to continue")
     else:
         console.print(f"results: {output / 'sweep.json'}, {output / 'sweep.csv'}")
+    for path in report.plots:
+        console.print(f"plot: {path}")
     raise typer.Exit(report.exit_code)
 
 

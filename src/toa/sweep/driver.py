@@ -12,6 +12,7 @@ import asyncio
 import csv
 import io
 import json
+import logging
 import os
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -37,8 +38,11 @@ from toa.sweep.plan import (
     read_sweep_manifest,
     resolve_single_agent,
 )
+from toa.sweep.plots import plot_sweep
 from toa.sweep.summary import read_results, summarize_cell
 from toa.types import Prompt
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "SWEEP_CSV",
@@ -85,6 +89,7 @@ class SweepReport:
     reports: dict[str, RunReport] = field(default_factory=dict)
     interrupted: bool = False
     calibration: dict[str, Any] | None = None
+    plots: list[Path] = field(default_factory=list)  # the PNG files (`toa.sweep.plots`)
 
     @property
     def exit_code(self) -> int:
@@ -314,7 +319,20 @@ async def run_sweep(
             )
         report.cells.append(entry)
         write_outputs(prepared, report.cells, report.calibration)
+    report.plots = _plots(prepared, report)
     return report
+
+
+def _plots(prepared: PreparedSweep, report: SweepReport) -> list[Path]:
+    """The sweep's pictures of the cells done so far; none (with a warning) without matplotlib."""
+    if not report.cells:
+        return []
+    document = sweep_document(prepared, report.cells, report.calibration)
+    try:
+        return plot_sweep(document, prepared.plan.sweep_dir)
+    except ConfigError as exc:
+        logger.warning("no plots: %s", exc)
+        return []
 
 
 def sweep_document(
