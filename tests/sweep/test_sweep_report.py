@@ -40,6 +40,10 @@ def test_a_sweep_report_has_the_verdict_plots_and_linked_cell_reports(tmp_path: 
             env={"COLUMNS": "200"},
         )  # fmt: skip
         assert done.exit_code == 0, done.output
+    # one view of the whole sweep: a line before each cell, the cell's own progress lines within
+    assert "sweep: cell toa b2 (1/4) | 0 of 4 cells done" in done.output
+    assert "sweep: cell ensemble b4 (4/4) | 3 of 4 cells done" in done.output
+    assert "ETA ~" in done.output
     assert (sweep / "scaling.png").is_file()
     report = runner.invoke(app, ["report", str(sweep)], env={"COLUMNS": "200"})
     assert report.exit_code == 0, report.output

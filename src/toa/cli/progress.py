@@ -72,6 +72,24 @@ class RichProgress:
         self._bad_rows = 0
         self._cost = 0.0
 
+    @property
+    def calls(self) -> int:
+        """Calls sent so far (not replayed, not from the cache), over finished prompts."""
+        return self._calls
+
+    @property
+    def tokens(self) -> int:
+        return self._tokens
+
+    @property
+    def cost_usd(self) -> float:
+        return self._cost
+
+    @property
+    def total(self) -> int:
+        """Prompts in the input (0 before `started`)."""
+        return self._total
+
     def __enter__(self) -> RichProgress:
         if self._plain:
             self._ticker = threading.Thread(target=self._tick, name="toa-progress", daemon=True)

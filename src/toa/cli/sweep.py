@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,12 +27,62 @@ _EVAL_HELP = (
 )
 
 
-@contextmanager
-def _cell_progress(description: str) -> Iterator[ProgressSink]:
-    from toa.cli.progress import RichProgress
+class _SweepProgress:
+    """One view of the whole sweep: before each cell, a line with the cells done, the current
+    cell, the calls, tokens and cost so far and an ETA (remaining budget x prompts at the pace so
+    far); within a cell, its own progress (`RichProgress`: a bar, or plain lines in a log)."""
 
-    with RichProgress(console, description=description) as progress:
-        yield progress
+    def __init__(self, budgets: dict[str, int]) -> None:
+        self._budgets = budgets  # cell description prefix -> budget, in run order
+        self._started = time.perf_counter()
+        self._done_units = 0
+        self._cells_done = 0
+        self._calls = self._tokens = 0
+        self._cost = 0.0
+        self._prompts = 0
+
+    @contextmanager
+    def cell(self, description: str) -> Iterator[ProgressSink]:
+        from toa.cli.progress import RichProgress
+
+        console.print(self._line(description), highlight=False, soft_wrap=True)
+        with RichProgress(console, description=description) as progress:
+            yield progress
+        budget = self._budget(description)
+        if budget:  # a cell, not the calibration
+            self._prompts = self._prompts or progress.total
+            self._cells_done += 1
+            self._done_units += budget * progress.total
+        self._calls += progress.calls
+        self._tokens += progress.tokens
+        self._cost += progress.cost_usd
+
+    def _budget(self, description: str) -> int:
+        return next(
+            (b for name, b in self._budgets.items() if description.startswith(f"{name} (")), 0
+        )
+
+    def _line(self, description: str) -> str:
+        elapsed = time.perf_counter() - self._started
+        parts = [
+            f"sweep: cell {description}",
+            f"{self._cells_done} of {len(self._budgets)} cells done",
+            f"{self._calls:,} calls",
+            f"{self._tokens:,} tok",
+        ]
+        if self._cost:
+            parts.append(f"${self._cost:.4f}")
+        if self._done_units and self._prompts:
+            left = sum(self._budgets.values()) * self._prompts - self._done_units
+            parts.append(f"ETA ~{_clock(max(left, 0) * elapsed / self._done_units)}")
+        return " | ".join(parts)
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def sweep_command(
@@ -100,8 +151,11 @@ def sweep_command(
             c.strategy in ("random", "prs") for c in prepared.plan.cells
         ):
             console.print(f"random / prs use the agent {prepared.plan.single_agent}")
+        tracker = _SweepProgress(
+            {f"{c.strategy} b{c.budget}": c.budget for c in prepared.plan.cells}
+        )
         report = run_with_interrupt(
-            lambda stop: run_sweep(prepared, progress=_cell_progress, stop=stop)
+            lambda stop: run_sweep(prepared, progress=tracker.cell, stop=stop)
         )
     except TOAError as error:
         fail(error)
