@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 _EVAL_HELP = (
     "Also score each prompt's best answer (and top 10) apart from the reward: verify (needs "
-    "gold_answer; reports accuracy), chrf or bleu (need reference), reward (the run's own)."
+    "gold_answer; reports accuracy), chrf or bleu (need reference), reward (the run's own), "
+    "config (the configuration's `eval:` section, any reward kind: judge, http, ...; the "
+    "default when the configuration has one)."
 )
 
 

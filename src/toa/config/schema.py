@@ -197,6 +197,11 @@ class RunConfig(StrictModel):
 
     agents: list[AgentConfig] = Field(min_length=1)
     reward: RewardConfig
+    eval: RewardConfig | None = Field(
+        None,
+        description="how `toa sweep` / `toa eval` judge the chosen answers afterwards, apart "
+        "from the reward that steers the search (any reward kind); changes nothing generated",
+    )
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)

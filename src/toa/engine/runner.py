@@ -278,6 +278,18 @@ class _Run:
             self.progress.prompt_finished(prompt_id, compute, ok=ok)
 
 
+def _open_results(run_dir: Path) -> IO[str]:
+    """results.jsonl, open for appending; a `StoreError` (nothing sent yet) when it cannot be."""
+    path = run_dir / RESULTS_NAME
+    try:
+        return path.open("a", encoding="utf-8")
+    except OSError as exc:
+        raise StoreError(
+            f"{path}: cannot open the results file ({exc.strerror or exc}; {free_space(path)} "
+            f"free there); nothing was sent. Free space, then `toa resume {run_dir}`"
+        ) from exc
+
+
 def _add(total: Compute, one: Compute) -> None:
     for name in (
         "calls", "failed_calls", "replayed_calls", "cached_calls", "missing_usage", "prompt_tokens",
@@ -378,7 +390,7 @@ async def _run_in(
     if progress is not None:
         progress.started(total=total, already_done=already_done)
     async with AgentPool(settings.agents, seed=settings.seed) as pool:
-        with (run_dir / RESULTS_NAME).open("a", encoding="utf-8") as results:
+        with _open_results(run_dir) as results:
             state = _Run(settings, run_dir, store, pool, reward, results, progress, cache)
             state.report.total = total
             try:

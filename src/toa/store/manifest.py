@@ -143,6 +143,7 @@ def check_resumable(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
 def _relevant(manifest: Mapping[str, Any]) -> dict[str, Any]:
     config = dict(manifest.get("config", {}))
     config.pop("runner", None)
+    config.pop("eval", None)  # judges the answers afterwards: changes nothing generated
     config["agents"] = [
         {k: v for k, v in agent.items() if k not in _AGENT_OPERATIONAL}
         for agent in config.get("agents", [])

@@ -26,7 +26,7 @@ from toa.engine.runner import ProgressSink, RunReport, run
 from toa.errors import ConfigError, InputError
 from toa.inputs.readers import read_prompts
 from toa.settings import RunSettings
-from toa.sweep.evaluate import check_eval_fields, check_eval_kind, evaluate_rows
+from toa.sweep.evaluate import check_eval_fields, check_eval_kind, eval_section, evaluate_rows
 from toa.sweep.plan import (
     CALIBRATION_DIR,
     INPUTS_DIR,
@@ -150,6 +150,10 @@ def prepare_sweep(plan: SweepPlan, *, eval_kind: str | None = None) -> PreparedS
     if eval_kind is not None:
         check_eval_kind(eval_kind)
     base = load_config(plan.config_path)
+    if eval_kind is None and base.config_data.get("eval") is not None:
+        eval_kind = "config"  # the configuration's own `eval:` section
+    if eval_kind == "config":
+        eval_section(base.config_data, str(plan.config_path))
     agent = resolve_single_agent(
         base, plan.strategies, plan.single_agent, calibration=plan.calibration
     )
@@ -172,7 +176,7 @@ def prepare_sweep(plan: SweepPlan, *, eval_kind: str | None = None) -> PreparedS
             )
             if not isinstance(p, InputError)
         )
-        check_eval_fields(eval_kind, rows, str(plan.input_path))
+        check_eval_fields(eval_kind, rows, str(plan.input_path), base.config_data)
     old = read_sweep_manifest(plan.sweep_dir)
     if old is None and plan.sweep_dir.is_dir() and any(plan.sweep_dir.iterdir()):
         raise ConfigError(

@@ -3,8 +3,10 @@ by an evaluator built like a reward.
 
 Kinds (`EVAL_KINDS`): ``verify`` (math answer checking against the row's ``gold_answer``; the
 accuracy is the fraction of prompts whose best answer verifies), ``chrf`` and ``bleu`` (against
-the row's ``reference``), ``reward`` (the run's own reward, from its manifest). Rows that lack the
-field an evaluator needs are refused before anything is scored (`check_eval_fields`).
+the row's ``reference``), ``reward`` (the run's own reward, from its manifest), ``config`` (the
+configuration's ``eval:`` section: any reward kind, e.g. a ``judge`` through one of the agents or
+an ``http`` reward model; the default of `toa sweep` when the configuration has one). Rows that
+lack the field an evaluator needs are refused before anything is scored (`check_eval_fields`).
 """
 
 from __future__ import annotations
@@ -13,8 +15,16 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import TypeAdapter, ValidationError
+
 from toa.config import parse_config
-from toa.config.rewards import BleuRewardConfig, ChrfRewardConfig, VerifyRewardConfig
+from toa.config.rewards import (
+    BleuRewardConfig,
+    ChrfRewardConfig,
+    RewardConfig,
+    VerifyRewardConfig,
+    build_reward,
+)
 from toa.errors import ConfigError
 from toa.rewards import RewardModel
 from toa.store.manifest import read_manifest
@@ -27,6 +37,7 @@ __all__ = [
     "EVAL_NAME",
     "check_eval_fields",
     "check_eval_kind",
+    "eval_section",
     "evaluate_rows",
     "evaluate_run",
 ]
@@ -37,6 +48,7 @@ EVAL_FIELDS: Mapping[str, str | None] = {
     "chrf": "reference",
     "bleu": "reference",
     "reward": None,
+    "config": None,
 }
 """Each evaluation kind and the row field it needs (None: none)."""
 EVAL_KINDS: tuple[str, ...] = tuple(EVAL_FIELDS)
@@ -48,10 +60,46 @@ def check_eval_kind(kind: str) -> str:
     return kind
 
 
-def check_eval_fields(kind: str, rows: Iterable[tuple[str, Mapping[str, Any]]], where: str) -> None:
-    """`ConfigError` naming the field and the first rows without it, when `kind` needs a field
-    that some of `rows` (prompt id, extra fields) lack or leave empty."""
-    wanted = EVAL_FIELDS[check_eval_kind(kind)]
+def eval_section(run_config: Mapping[str, Any] | None, source: str) -> Mapping[str, Any]:
+    """The configuration's ``eval:`` section, checked (kind ``config``); `ConfigError` when
+    there is none, it is not a valid reward, or a judge names an agent the configuration lacks."""
+    section = (run_config or {}).get("eval")
+    if not isinstance(section, Mapping):
+        raise ConfigError(
+            f"--eval config: {source} has no `eval:` section; add one (any reward kind, e.g. "
+            "`eval: {type: verify}`) or choose --eval verify|chrf|bleu|reward"
+        )
+    try:
+        TypeAdapter(RewardConfig).validate_python(dict(section))
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: eval: {exc.errors()[0]['msg']}") from exc
+    agent = section.get("agent")
+    names = [a.get("name") for a in (run_config or {}).get("agents", [])]
+    if agent is not None and agent not in names:
+        raise ConfigError(f"{source}: eval.agent {agent!r} is not one of the agents {names}")
+    return section
+
+
+def _needed_field(kind: str, run_config: Mapping[str, Any] | None) -> str | None:
+    if kind != "config":
+        return EVAL_FIELDS[check_eval_kind(kind)]
+    section = (run_config or {}).get("eval") or {}
+    fields = {"verify": section.get("gold_field", "gold_answer")}
+    for kind_name in ("chrf", "bleu", "comet"):
+        fields[kind_name] = section.get("reference_field", "reference")
+    return fields.get(str(section.get("type")))
+
+
+def check_eval_fields(
+    kind: str,
+    rows: Iterable[tuple[str, Mapping[str, Any]]],
+    where: str,
+    run_config: Mapping[str, Any] | None = None,
+) -> None:
+    """`ConfigError` naming the field and the first rows without it, when `kind` (for
+    ``config``: the configuration's ``eval:`` section) needs a field that some of `rows` (prompt
+    id, extra fields) lack or leave empty."""
+    wanted = _needed_field(check_eval_kind(kind), run_config)
     if wanted is None:
         return
     missing = [pid for pid, extra in rows if extra.get(wanted) in (None, "")]
@@ -72,6 +120,11 @@ def _evaluator(kind: str, run_config: Mapping[str, Any] | None, source: str) -> 
         return ChrfRewardConfig(type="chrf").build()
     if kind == "bleu":
         return BleuRewardConfig(type="bleu").build()
+    if kind == "config":
+        section = eval_section(run_config, source)
+        settings = parse_config(dict(run_config or {}), source=source)
+        model = TypeAdapter(RewardConfig).validate_python(dict(section))
+        return build_reward(model, {a.name: a for a in settings.agents})
     if run_config is None:
         raise ConfigError("--eval reward needs the run's configuration (its manifest)")
     return parse_config(run_config, source=source).build_reward()
@@ -97,7 +150,8 @@ async def evaluate_rows(
     whose best answer verifies, over all prompts: no best answer counts as wrong) and
     ``topk_accuracy`` (prompts with a verifying answer among the top k).
     """
-    check_eval_fields(kind, ((str(r.get("id")), r.get("extra") or {}) for r in rows), "results")
+    extras = ((str(r.get("id")), r.get("extra") or {}) for r in rows)
+    check_eval_fields(kind, extras, "results", run_config)
     evaluator = _evaluator(kind, run_config, source)
     correct = VerifyRewardConfig(type="verify").correct
     bests: list[float] = []
@@ -131,7 +185,8 @@ async def evaluate_rows(
         "mean_best": mean(bests),
         "mean_topk": mean(topk_means),
     }
-    if kind == "verify":
+    section = (run_config or {}).get("eval") if kind == "config" else None
+    if kind == "verify" or (isinstance(section, Mapping) and section.get("type") == "verify"):
         block["accuracy"] = round(right / len(rows), 6) if rows else None
         block["topk_accuracy"] = round(topk_right / len(rows), 6) if rows else None
     return block
@@ -144,7 +199,7 @@ async def evaluate_run(run_dir: Path, kind: str, *, k: int = TOP_K) -> dict[str,
     rows = read_results(run_dir)
     if not rows:
         raise ConfigError(f"{run_dir}: no finished prompt to evaluate (results.jsonl is empty)")
-    config = manifest.get("config") if kind == "reward" else None
+    config = manifest.get("config") if kind in ("reward", "config") else None
     return await evaluate_rows(
         rows, kind, run_config=config, source=str(run_dir / "manifest.json"), k=k
     )
