@@ -195,6 +195,12 @@ def test_a_sweep_stopped_in_the_middle_continues_to_the_same_sweep_json(
     # The same cells, numbers and files apart from the paths of the two sweeps.
     for doc in (ref, got):
         doc.pop("input"), doc.pop("config")
+    if signum == signal.SIGKILL:
+        # A generation the cache had committed but the cell's store had not when the process
+        # died comes back from the cache: the same call, counted as cached instead of sent.
+        for doc in (ref, got):
+            for cell in doc["cells"]:
+                cell["calls_sent"] += cell.pop("cached_calls")
     assert _without_wall(got) == _without_wall(ref)
     # A clean stop loses nothing; a SIGKILL only what was in flight or not yet committed.
     _no_success_twice(log, lost_after=killed_at - 0.5 if signum == signal.SIGKILL else None)

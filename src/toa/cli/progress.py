@@ -27,7 +27,7 @@ from rich.progress import (
 from toa.engine.context import Compute
 from toa.errors import InputError
 
-__all__ = ["PLAIN_EVERY_ENV", "RichProgress"]
+__all__ = ["PLAIN_EVERY_ENV", "RichProgress", "clock"]
 
 PLAIN_EVERY_ENV = "TOA_PROGRESS_EVERY_S"
 """The environment variable that sets how often plain progress lines are printed (seconds)."""
@@ -125,7 +125,7 @@ class RichProgress:
         percent = 100.0 * self._done / self._total if self._total else 100.0
         parts = [
             f"{self._description} {self._done}/{self._total} ({percent:.1f}%)",
-            f"{_clock(elapsed)} elapsed",
+            f"{clock(elapsed)} elapsed",
             f"ETA {self._eta(elapsed)}",
             self._stats(markup=False),
         ]
@@ -138,7 +138,7 @@ class RichProgress:
             return "0:00"
         if new <= 0 or elapsed <= 0:
             return "-"
-        return _clock((self._total - self._done) * elapsed / new)
+        return clock((self._total - self._done) * elapsed / new)
 
     def started(self, *, total: int, already_done: int) -> None:
         self._started = time.perf_counter()
@@ -185,7 +185,7 @@ class RichProgress:
         return (" · " if markup else " | ").join(parts)
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     """H:MM:SS, or M:SS under an hour."""
     whole = int(seconds)
     hours, rest = divmod(whole, 3600)

@@ -65,6 +65,8 @@ class _SweepProgress:
         )
 
     def _line(self, description: str) -> str:
+        from toa.cli.progress import clock
+
         elapsed = time.perf_counter() - self._started
         parts = [
             f"sweep: cell {description}",
@@ -76,15 +78,8 @@ class _SweepProgress:
             parts.append(f"${self._cost:.4f}")
         if self._done_units and self._prompts:
             left = sum(self._budgets.values()) * self._prompts - self._done_units
-            parts.append(f"ETA ~{_clock(max(left, 0) * elapsed / self._done_units)}")
+            parts.append(f"ETA ~{clock(max(left, 0) * elapsed / self._done_units)}")
         return " | ".join(parts)
-
-
-def _clock(seconds: float) -> str:
-    whole = int(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def sweep_command(
@@ -211,7 +206,8 @@ def _print_cells(cells: list[dict[str, Any]], *, title: str) -> None:
         if with_eval:
             row.insert(4, _eval_text(c.get("eval")))
         table.add_row(*row)
-    console.print(table)
+    # In a log file (no terminal width) the 80-column default would cut the cell names.
+    console.print(table, width=None if console.is_terminal else max(console.width, 160))
 
 
 def _eval_text(block: dict[str, Any] | None) -> str:

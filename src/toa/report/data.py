@@ -131,24 +131,28 @@ def _from_tree(tree: Mapping[str, Any]) -> list[_Node]:
         if raw.get("kind") != "response":
             continue
         grand = tree_parent.get(tree_parent.get(_int(raw.get("id")), -1), -1)
-        prompt_tokens, completion_tokens = _usage(raw.get("usage"))
-        nodes.append(
-            _Node(
-                id=_int(raw.get("id")),
-                parent=grand if kinds.get(grand) == "response" else -1,
-                depth=_int(raw.get("depth")),
-                agent=_text(raw.get("agent")) or "",
-                action=_text(raw.get("action")),
-                reward=_number(raw.get("reward")),
-                text=_text(raw.get("text")),
-                error=_text(raw.get("error")),
-                reward_error=_text(raw.get("reward_error")),
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                parents=_parents(raw.get("parents")),
-            )
-        )
+        parent = grand if kinds.get(grand) == "response" else -1
+        nodes.append(_node(raw, node_id=_int(raw.get("id")), parent=parent, text_key="text"))
     return nodes
+
+
+def _node(raw: Mapping[str, Any], *, node_id: int, parent: int, text_key: str) -> _Node:
+    """A response node from a tree node or a ``samples`` entry (they name the text apart)."""
+    prompt_tokens, completion_tokens = _usage(raw.get("usage"))
+    return _Node(
+        id=node_id,
+        parent=parent,
+        depth=_int(raw.get("depth")),
+        agent=_text(raw.get("agent")) or "",
+        action=_text(raw.get("action")),
+        reward=_number(raw.get("reward")),
+        text=_text(raw.get(text_key)),
+        error=_text(raw.get("error")),
+        reward_error=_text(raw.get("reward_error")),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        parents=_parents(raw.get("parents")),
+    )
 
 
 def _from_samples(samples: object) -> list[_Node]:
@@ -157,23 +161,13 @@ def _from_samples(samples: object) -> list[_Node]:
     for index, raw in enumerate(samples if isinstance(samples, list) else ()):
         if not isinstance(raw, Mapping):
             continue
-        parent = raw.get("parent")
-        prompt_tokens, completion_tokens = _usage(raw.get("usage"))
-        node_id = raw.get("node")
+        parent, node_id = raw.get("parent"), raw.get("node")
         nodes.append(
-            _Node(
-                id=node_id if isinstance(node_id, int) else index,
+            _node(
+                raw,
+                node_id=node_id if isinstance(node_id, int) else index,
                 parent=parent if isinstance(parent, int) else -1,
-                depth=_int(raw.get("depth")),
-                agent=_text(raw.get("agent")) or "",
-                action=_text(raw.get("action")),
-                reward=_number(raw.get("reward")),
-                text=_text(raw.get("response")),
-                error=_text(raw.get("error")),
-                reward_error=_text(raw.get("reward_error")),
-                prompt_tokens=prompt_tokens,
-                completion_tokens=completion_tokens,
-                parents=_parents(raw.get("parents")),
+                text_key="response",
             )
         )
     return nodes

@@ -58,13 +58,16 @@ SCHEMA_VERSION = 1
 ResultStatus = Literal["done", "failed"]
 _STATUSES = frozenset({"done", "failed"})
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS calls (
+# The columns of a call record, shared by `calls` and `spare_calls` (one record type, two keys).
+_CALL_TABLE_COLUMNS = """
     prompt_id TEXT NOT NULL, node_id INTEGER NOT NULL, agent TEXT NOT NULL,
     request_hash TEXT NOT NULL, ok INTEGER NOT NULL, text TEXT, error TEXT, error_type TEXT,
     prompt_tokens INTEGER, completion_tokens INTEGER, finish_reason TEXT,
-    latency_s REAL NOT NULL, attempts INTEGER NOT NULL, endpoint TEXT, created_s REAL NOT NULL,
+    latency_s REAL NOT NULL, attempts INTEGER NOT NULL, endpoint TEXT, created_s REAL NOT NULL,"""
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS calls ({_CALL_TABLE_COLUMNS}
     PRIMARY KEY (prompt_id, node_id));
 CREATE TABLE IF NOT EXISTS rewards (
     prompt_id TEXT NOT NULL, node_id INTEGER NOT NULL, response_hash TEXT NOT NULL,
@@ -81,11 +84,7 @@ CREATE TABLE IF NOT EXISTS trees (
     prompt_id TEXT PRIMARY KEY, tree_zjson BLOB NOT NULL);
 CREATE TABLE IF NOT EXISTS prompt_hashes (
     prompt_id TEXT PRIMARY KEY, prompt_hash TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS spare_calls (
-    prompt_id TEXT NOT NULL, node_id INTEGER NOT NULL, agent TEXT NOT NULL,
-    request_hash TEXT NOT NULL, ok INTEGER NOT NULL, text TEXT, error TEXT, error_type TEXT,
-    prompt_tokens INTEGER, completion_tokens INTEGER, finish_reason TEXT,
-    latency_s REAL NOT NULL, attempts INTEGER NOT NULL, endpoint TEXT, created_s REAL NOT NULL,
+CREATE TABLE IF NOT EXISTS spare_calls ({_CALL_TABLE_COLUMNS}
     PRIMARY KEY (prompt_id, request_hash));
 """
 # `trees`: each finished prompt's whole search tree (`SearchTree.to_dict()`), JSON compressed
