@@ -12,9 +12,10 @@ and finally lets it finish. Then, from the run directory and the server's reques
 * no generation the server answered successfully is requested again (same request id in the
   log, status 200 twice). SIGTERM and SIGINT stop cleanly: nothing new is sent, the calls in
   flight finish and are stored, so they allow no exception. A SIGKILL can only lose what was in
-  flight or answered but not yet committed when the process died: successes answered within
-  `KILL_WINDOW_S` before a SIGKILL (until the process was gone) are counted apart in the figures,
-  with how long before the signal they were answered; every other repeat fails the test;
+  flight or answered but not yet committed when the process died: successes sent before the
+  process was gone and answered at most `KILL_WINDOW_S` before the SIGKILL (or after it: the
+  server finishes a request whose client has died) are counted apart in the figures, with when
+  they were answered relative to the signal; every other repeat fails the test;
 * without faults, the same kill loop gives trees equal to those of an uninterrupted seeded run.
 
 The figures (prompts, kills by signal, faults injected, duplicates) are printed in the test run's
@@ -51,6 +52,8 @@ BUDGET = 4
 MIN_KILLS = 10
 KILL_WINDOW_S = 0.5  # a success this long before a SIGKILL may be lost with the process
 PROCESS_TIMEOUT_S = 240.0
+SOAK_TIMEOUT_S = 0.5  # a hang fault (5 s) costs a prompt slot this long
+EQUAL_TIMEOUT_S = 30.0  # no fault: only a stalled machine could time a request out
 SOAK_FAULTS = Faults(
     error_rate=0.04,
     rate_limit_rate=0.04,
@@ -63,12 +66,12 @@ SOAK_FAULTS = Faults(
 )
 
 
-def _config(path: Path, base_url: str) -> Path:
+def _config(path: Path, base_url: str, timeout_s: float) -> Path:
     agents = "".join(
         f"  - name: {name}\n"
         f"    base_url: {base_url}\n"
         f"    model: {name}\n"
-        "    timeout_s: 0.5\n"
+        f"    timeout_s: {timeout_s}\n"
         "    max_concurrency: 32\n"
         "    retry: {max_attempts: 4, base_delay_s: 0.01, max_delay_s: 0.05, "
         "max_retry_after_s: 1}\n"
@@ -102,6 +105,16 @@ class Kill:
 
 
 @dataclass
+class Life:
+    """One `toa` process: when it started and ended (time.time()), and the signal that ended it
+    (None: it finished)."""
+
+    started_at: float
+    ended_at: float
+    signum: int | None
+
+
+@dataclass
 class Driver:
     """Starts, kills and resumes one run directory's `toa` process."""
 
@@ -111,6 +124,7 @@ class Driver:
     run_dir: Path
     logs: Path
     kills: list[Kill] = field(default_factory=list)
+    lives: list[Life] = field(default_factory=list)
     starts: int = 0
 
     def _command(self) -> list[str]:
@@ -118,8 +132,9 @@ class Driver:
             return ["resume", str(self.run_dir)]
         return ["run", "-c", str(self.config), "-i", str(self.prompts), "-o", str(self.run_dir)]
 
-    def _start(self) -> tuple[subprocess.Popen[bytes], Path]:
+    def _start(self) -> tuple[subprocess.Popen[bytes], Path, float]:
         self.starts += 1
+        started_at = time.time()
         log = self.logs / f"{self.run_dir.name}-{self.starts:02d}.log"
         with log.open("wb") as out:
             proc = subprocess.Popen(
@@ -128,7 +143,7 @@ class Driver:
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "COLUMNS": "200"},
             )
-        return proc, log
+        return proc, log, started_at
 
     def kill_loop(self, rng: random.Random, n_kills: int, requests: tuple[int, int]) -> None:
         """Start the run and kill it `n_kills` times, each after a random number of requests."""
@@ -136,7 +151,7 @@ class Driver:
         order = kinds * 2 + rng.choices(kinds, k=n_kills - 6)  # each signal at least twice
         rng.shuffle(order)
         for signum in order:
-            proc, log = self._start()
+            proc, log, started_at = self._start()
             seen = self.server.stats()["total"]
             wanted = seen + rng.randint(*requests)
             deadline = time.monotonic() + PROCESS_TIMEOUT_S
@@ -148,6 +163,7 @@ class Driver:
             proc.send_signal(signum)
             returncode = proc.wait(timeout=60)
             self.kills.append(Kill(signum, sent_at, time.time(), returncode))
+            self.lives.append(Life(started_at, self.kills[-1].exited_at, signum))
             output = log.read_text(errors="replace")
             assert "Traceback" not in output, output[-3000:]
             expected = -signal.SIGKILL if signum == signal.SIGKILL else 130
@@ -155,8 +171,9 @@ class Driver:
 
     def finish(self) -> str:
         """Resume once more and let it run to the end; its output."""
-        proc, log = self._start()
+        proc, log, started_at = self._start()
         returncode = proc.wait(timeout=PROCESS_TIMEOUT_S)
+        self.lives.append(Life(started_at, time.time(), None))
         output = log.read_text(errors="replace")
         assert returncode == 0, output[-3000:]
         assert "Traceback" not in output, output[-3000:]
@@ -203,7 +220,11 @@ class Duplicates:
 
 
 def _duplicates(log: list[dict[str, Any]], kills: list[Kill]) -> Duplicates:
-    """Successful requests sent again: those lost with a SIGKILL, and the others (must be 0)."""
+    """Successful requests sent again: those lost with a SIGKILL, and the others (must be 0).
+
+    Lost with a SIGKILL: sent while the killed process lived (it arrived before the process was
+    gone) and answered no earlier than `KILL_WINDOW_S` before the signal; the answer may come
+    after it, to a client already dead."""
     first_success: dict[str, dict[str, Any]] = {}
     found = Duplicates()
     for entry in sorted(log, key=lambda e: e["seq"]):
@@ -212,10 +233,12 @@ def _duplicates(log: list[dict[str, Any]], kills: list[Kill]) -> Duplicates:
         first = first_success.setdefault(entry["request_id"], entry)
         if first is entry:
             continue
-        answered = first["time"]
         near = [
             k for k in kills
-            if k.signum == signal.SIGKILL and k.sent_at - KILL_WINDOW_S <= answered <= k.exited_at
+            if k.signum == signal.SIGKILL
+            and first["arrived"] <= k.exited_at
+            and k.sent_at - KILL_WINDOW_S <= first["time"]
+            and entry["arrived"] >= k.exited_at  # sent again by a later process
         ]  # fmt: skip
         if near:
             found.at_kill += 1
@@ -226,6 +249,25 @@ def _duplicates(log: list[dict[str, Any]], kills: list[Kill]) -> Duplicates:
             found.other += 1
             found.examples.append({"first": first, "again": entry})
     return found
+
+
+def _explain(found: Duplicates, driver: Driver) -> str:
+    """The unexplained repeats, each with the process lives and kills around it (for a failure)."""
+    t0 = driver.lives[0].started_at if driver.lives else 0.0
+    lives = ", ".join(
+        f"[{life.started_at - t0:.2f}, {life.ended_at - t0:.2f}] "
+        + (signal.Signals(life.signum).name if life.signum is not None else "finished")
+        for life in driver.lives
+    )
+    lines = [f"{found.other} repeats; process lives (s from the first start): {lives}"]
+    for example in found.examples[:5]:
+        first, again = example["first"], example["again"]
+        lines.append(
+            f"{first['agent']} {first['request_id'][:8]}: seq {first['seq']} arrived "
+            f"{first['arrived'] - t0:.3f} answered {first['time'] - t0:.3f}; again seq "
+            f"{again['seq']} arrived {again['arrived'] - t0:.3f} status {again['status']}"
+        )
+    return "\n".join(lines)
 
 
 def _at_kill(found: Duplicates) -> str:
@@ -270,7 +312,7 @@ def test_soak_with_faults_and_kills(tmp_path: Path, logs: Path, chaos_figures: l
         latency_ms=(1.0, 5.0), faults=SOAK_FAULTS, request_log_path=request_log, seed=11
     ) as server:
         driver = Driver(
-            server, _config(tmp_path / "config.yaml", server.base_url), prompts,
+            server, _config(tmp_path / "config.yaml", server.base_url, SOAK_TIMEOUT_S), prompts,
             tmp_path / "run", logs,
         )  # fmt: skip
         driver.kill_loop(random.Random(2026), MIN_KILLS + 2, (100, 900))
@@ -289,7 +331,7 @@ def test_soak_with_faults_and_kills(tmp_path: Path, logs: Path, chaos_figures: l
     ]  # fmt: skip
     assert not dead_answers
     duplicates = _duplicates(log, driver.kills)
-    assert duplicates.other == 0, duplicates.examples[:3]
+    assert duplicates.other == 0, _explain(duplicates, driver)
     signals = Counter(signal.Signals(k.signum).name for k in driver.kills)
     assert len(driver.kills) >= MIN_KILLS
     assert min(signals.values()) >= 2, signals
@@ -309,11 +351,11 @@ def test_kill_loop_without_faults_gives_the_uninterrupted_trees(
     started = time.monotonic()
     prompts = _prompts(tmp_path / "prompts.jsonl", EQUAL_PROMPTS)
     with running_in_thread(latency_ms=(1.0, 5.0), seed=11) as server:
-        config = _config(tmp_path / "config.yaml", server.base_url)
+        config = _config(tmp_path / "config.yaml", server.base_url, EQUAL_TIMEOUT_S)
         Driver(server, config, prompts, tmp_path / "reference", logs).finish()
     request_log = tmp_path / "requests.jsonl"
     with running_in_thread(latency_ms=(1.0, 5.0), request_log_path=request_log, seed=11) as server:
-        config = _config(tmp_path / "config.yaml", server.base_url)
+        config = _config(tmp_path / "config.yaml", server.base_url, EQUAL_TIMEOUT_S)
         driver = Driver(server, config, prompts, tmp_path / "killed", logs)
         driver.kill_loop(random.Random(7), MIN_KILLS, (20, 80))
         driver.finish()
@@ -323,7 +365,7 @@ def test_kill_loop_without_faults_gives_the_uninterrupted_trees(
     different = [p for p in reference if reference[p] != killed[p]]
     assert not different, (len(different), different[:5])
     duplicates = _duplicates(read_request_log(request_log), driver.kills)
-    assert duplicates.other == 0, duplicates.examples[:3]
+    assert duplicates.other == 0, _explain(duplicates, driver)
     chaos_figures.append(
         f"kill loop without faults: {EQUAL_PROMPTS} prompts, {len(driver.kills)} kills, "
         f"{len(reference)} trees equal to the uninterrupted run's, duplicates found = "

@@ -73,6 +73,8 @@ async def test_the_log_has_one_line_per_request_with_stable_ids(tmp_path: Path) 
     assert isinstance(lines[0]["quality"], float)
     assert lines[2]["quality"] is None
     assert all(time.time() - 60 < line["time"] <= time.time() for line in lines)
+    assert all(line["arrived"] <= line["time"] for line in lines[:4])  # handling began, ended
+    assert lines[4]["arrived"] is None  # rejected before its handling began
     text = path.read_text(encoding="utf-8")
     assert "sk-secret" not in text
     assert "Bearer" not in text

@@ -36,6 +36,7 @@ class ReceivedRequest:
         fault: ``"ok"``, the fault applied (one of `FAULT_KINDS`), ``"dead"`` for a dead agent,
             or ``"invalid"`` for a rejected request (400 malformed, 404 unknown model).
         quality: the hidden quality of the answer generated for it, when one was.
+        arrived: wall clock (Unix seconds) when its handling began, when known.
     """
 
     seq: int
@@ -47,6 +48,7 @@ class ReceivedRequest:
     status: int
     fault: str
     quality: float | None = None
+    arrived: float | None = None
 
 
 class Ledger:

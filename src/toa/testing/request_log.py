@@ -6,10 +6,10 @@ it at once, so another process can follow the file while the server runs. Each l
 
     {"seq": 12, "time": 1764681234.56, "path": "/v1/chat/completions", "agent": "agent_a",
      "kind": "fresh", "status": 200, "fault": "ok", "seed": 1234, "request_id": "9f3c...",
-     "quality": 0.61}
+     "quality": 0.61, "arrived": 1764681234.55}
 
 * ``seq``: arrival number (`ReceivedRequest.seq`); ``time``: wall clock (Unix seconds) when the
-  request ended.
+  request ended; ``arrived``: when its handling began (null for a request rejected before).
 * ``status``: the HTTP status answered, 0 when none was (a drop, a client that gave up, a server
   closing); ``fault``: ``ok``, the fault applied, ``dead`` or ``invalid`` (see `Faults`).
 * ``seed``: the request's ``seed`` field, or null.
@@ -71,6 +71,7 @@ class RequestLog:
             "seed": seed if isinstance(seed, int) and not isinstance(seed, bool) else None,
             "request_id": request_id(received.body),
             "quality": received.quality,
+            "arrived": received.arrived,
         }
         self._file.write(json.dumps(line, separators=(",", ":")) + "\n")
         self._file.flush()

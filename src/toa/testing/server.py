@@ -83,9 +83,10 @@ ones too) and flushed at once, so another process can read it while the server r
 
     {"seq": 12, "time": 1764681234.56, "path": "/v1/chat/completions", "agent": "agent_a",
      "kind": "fresh", "status": 200, "fault": "ok", "seed": 1234, "request_id": "9f3c...",
-     "quality": 0.61}
+     "quality": 0.61, "arrived": 1764681234.55}
 
-``seq`` is the arrival number, ``time`` the wall clock (Unix seconds) at the end, ``status`` the
+``seq`` is the arrival number, ``time`` the wall clock (Unix seconds) at the end, ``arrived``
+when its handling began (null for a request rejected before), ``status`` the
 HTTP status (0: no response), ``fault`` the outcome (``ok``, ``500``, ``429``, ``timeout``,
 ``drop``, ``dead``, ``invalid``, a script item), ``seed`` the request's seed or null,
 ``request_id`` the hex BLAKE2b-128 digest of the body as canonical JSON (sorted keys, compact;
@@ -107,6 +108,7 @@ import hashlib
 import logging
 import os
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any, Final
@@ -415,6 +417,7 @@ class FakeServer:
     ) -> web.StreamResponse:
         """Decide the fault, wait the latency, answer; account for the request throughout."""
         self._ledger.arrive(call)
+        arrived = time.time()
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
@@ -438,7 +441,16 @@ class FakeServer:
             path = request.path
             self._record(
                 ReceivedRequest(
-                    call.seq, path, call.agent, call.kind, body, headers, status, fault, quality
+                    call.seq,
+                    path,
+                    call.agent,
+                    call.kind,
+                    body,
+                    headers,
+                    status,
+                    fault,
+                    quality,
+                    arrived,
                 )
             )
             self._ledger.finish(status)
