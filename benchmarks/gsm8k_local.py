@@ -1,145 +1,89 @@
-"""GSM8K with the three bundled local models: every strategy at budgets 4 and 8, two at 16.
+"""GSM8K with the three bundled local models: a `toa sweep` over every strategy.
 
-Run:  .venv/bin/python benchmarks/gsm8k_local.py [--problems 30] [--budgets 4,8,16]
-          [--strategies toa,ensemble,...] [--time-limit-s S] [--out DIR] [--in-flight 6]
+Run:  .venv/bin/python benchmarks/gsm8k_local.py [--problems 30] [--calibration 10]
+          [--budgets 4,8] [--strategies toa,ensemble,...] [--single-agent NAME]
+          [--time-limit-s S] [--out DIR] [--in-flight 6]
+
+This is a thin use of ``toa sweep`` (the one way to run a grid): it starts (or reuses) the local
+model servers, writes the sweep's configuration and input into OUT, runs ``toa sweep`` as a user
+would, and prints the cells as accuracies with one ``RESULT gsm8k_local key=value ...`` line.
 
 Setting (issue 6). Agents: the three `toa.local` models (SmolLM2-135M chat, Qwen2.5-Coder-0.5B
 chat, Gemma-3-270M base in completion mode), one llama.cpp server each, temperature 0.7,
 max_tokens 256. Problems: the first N rows of ../shared/data/gsm8k/test.jsonl (skipped, exit 0,
 when the file or the local models are missing). Reward: `verify` in gsm8k mode (1 when the
-answer equals the gold number, else 0). Templates: task "math". Seed 0. Every strategy with its
-default settings; random and prs use the "strongest single agent": the agent whose first fresh
-answers were right most often in the ensemble run at budget 4 (each agent's first answer to every
-problem; ties go to the first agent in the table), chosen once, after that run is complete, and
-kept in OUT/strongest_agent.json so later invocations use the same agent (`--single-agent`
-overrides the choice). It is chosen on the same problems, an optimistic choice for random/prs.
+answer equals the gold number, else 0), so the mean best reward is the accuracy of the best
+response, and with a verifier that knows the gold answer "the best response is correct" means
+"some response in the tree is correct": it measures how well a strategy finds a right answer
+within its budget. Templates: task "math". Seed 0. Every strategy with its default settings.
 
-Each (strategy, budget) is its own run directory OUT/<strategy>_b<budget>, and all of them share
-one generation cache (OUT/generations.sqlite): a request that another cell already made (same
-agent, messages, sampling settings and sample index; see `toa.engine.context`) is not sent again,
-so ensemble's samples are random's, TOA's fresh answers are ensemble's, and rerunning a finished
-grid sends nothing. ensemble_b4 runs first; then the other multi-agent cells run one after
-another (each keeps the three servers busy with `--in-flight` prompts at once), cheapest and most
-informative first (budget 4, then 8, then 16), while random and prs, which use one server only,
-run one after another beside them. `--time-limit-s`, Ctrl-C and SIGTERM stop cleanly; running the
-script again continues where it stopped (finished prompts are kept, unfinished ones replay their
-stored calls).
+random and prs use one agent: by default the sweep's ``--single-agent auto``, which picks the
+agent whose one fresh answer per problem was right most often on the next `--calibration` rows
+of the test set (rows N+1 .. N+C), which are not evaluated; `--single-agent NAME` fixes it.
 
-Output: one table row per cell (problems done, accuracy of the best response, mean calls,
-prompt+completion tokens and FLOPs per problem, cached calls), then
-``RESULT gsm8k_local key=value ...``. With the verify reward (which knows the gold answer) "the
-best response is correct" means "some response in the tree is correct": it measures how well a
-strategy finds a right answer within its budget, given a perfect verifier.
+Everything else is the sweep's: each (strategy, budget) cell is a run directory
+OUT/sweep/cells/<strategy>-b<budget>, cheapest first, all sharing one generation cache
+(OUT/sweep/generations.sqlite), so a request another cell already made is not paid again and
+rerunning a finished grid sends nothing. `--time-limit-s` (a SIGINT to the sweep: a clean stop),
+Ctrl-C and SIGTERM stop cleanly; running the script again continues where it stopped, also
+after the servers came back on other ports (the sweep compares what decides the generations, not
+where they are sent). OUT/sweep/sweep.json, sweep.csv and the plots are there as for any sweep,
+and ``toa report OUT/sweep`` makes the HTML report.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import contextlib
 import json
+import os
 import signal
 import sqlite3
+import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toa.config import RunSettings, parse_config
-from toa.demo import tally
-from toa.engine.context import Compute
-from toa.engine.runner import run
-from toa.errors import InputError, TOAError
-from toa.store.run_store import RunStore
+import yaml
+
+from toa.errors import TOAError
+from toa.sweep import compare_line
 from toa.types import SamplingParams
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data" / "gsm8k" / "test.jsonl"
 DEFAULT_OUT = ROOT / "benchmarks" / "out" / "gsm8k_local"
-CACHE_NAME = "generations.sqlite"
-CHOICE_NAME = "strongest_agent.json"
-ORDER = ("ensemble", "toa", "seq-refine", "moa", "random", "prs")
+STRATEGIES = ("ensemble", "toa", "seq-refine", "moa", "random", "prs")
 SINGLE = ("random", "prs")
-LARGE_BUDGET_STRATEGIES = ("toa", "ensemble")  # the only ones above budget 8
 MAX_TOKENS = 256
 TEMPERATURE = 0.7
 SEED = 0
 
 
-@dataclass(frozen=True)
-class Cell:
-    """One (strategy, budget) of the grid."""
-
-    strategy: str
-    budget: int
-
-    @property
-    def name(self) -> str:
-        return f"{self.strategy}_b{self.budget}"
-
-    @property
-    def key(self) -> str:
-        return self.name.replace("-", "_")
-
-
-@dataclass
-class Row:
-    """What the table shows for one cell."""
-
-    cell: Cell
-    agent: str = ""
-    done: int = 0
-    correct: int = 0
-    calls: int = 0
-    cached: int = 0
-    tokens: int = 0
-    flops: float = 0.0
-
-    @property
-    def accuracy(self) -> float | None:
-        return self.correct / self.done if self.done else None
-
-    def mean(self, total: float) -> float:
-        return total / self.done if self.done else 0.0
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--problems", type=int, default=30, help="first N problems (default 30)")
-    p.add_argument("--budgets", default="4,8,16", help="comma-separated (default 4,8,16)")
-    p.add_argument("--strategies", default=",".join(ORDER), help="comma-separated (default all)")
+    p.add_argument(
+        "--calibration", type=int, default=10,
+        help="rows after the problems that choose random/prs's agent (default 10)",
+    )  # fmt: skip
+    p.add_argument("--budgets", default="4,8", help="comma-separated (default 4,8)")
+    p.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated")
+    p.add_argument("--single-agent", default=None, help="agent for random/prs (default: auto)")
     p.add_argument("--time-limit-s", type=float, default=None, help="stop cleanly after this")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help="results directory")
     p.add_argument("--data", type=Path, default=DATA, help="GSM8K test JSONL")
-    p.add_argument("--in-flight", type=int, default=6, help="prompts at once per run (>= 3)")
-    p.add_argument("--single-agent", default=None, help="agent for random/prs (default: chosen)")
+    p.add_argument("--in-flight", type=int, default=6, help="prompts at once per cell (>= 3)")
     args = p.parse_args(argv)
-    args.budgets = sorted({int(b) for b in args.budgets.split(",") if b.strip()})
-    args.strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    unknown = sorted(set(args.strategies) - set(ORDER))
-    if unknown:
-        p.error(f"unknown strategies {unknown}; choose from {list(ORDER)}")
+    if args.problems < 1 or args.calibration < 1:
+        p.error("--problems and --calibration must be >= 1")
     if args.in_flight < 3:
         p.error("--in-flight must be >= 3 (one prompt per server at least)")
     return args
 
 
-def grid(strategies: list[str], budgets: list[int]) -> list[Cell]:
-    """Cells in run order: by budget, then ensemble first (it decides the single agent)."""
-    return [
-        Cell(s, b)
-        for b in budgets
-        for s in ORDER
-        if s in strategies and (b <= 8 or s in LARGE_BUDGET_STRATEGIES)
-    ]
-
-
-# ----------------------------------------------------------------------------- settings
-
-
 def local_agents() -> list[dict[str, Any]] | None:
-    """Start (or reuse) the three local servers; their agent configurations (None: no models)."""
+    """Start (or reuse) the local servers; their agent configurations (None: no models)."""
     try:
         from toa.local import config_sections, start_servers
 
@@ -154,237 +98,145 @@ def local_agents() -> list[dict[str, Any]] | None:
     return agents
 
 
-def settings_for(
-    cell: Cell, agents: list[dict[str, Any]], single: str | None, out: Path, in_flight: int
-) -> RunSettings:
-    strategy: dict[str, Any] = {"name": cell.strategy, "budget": cell.budget}
-    if cell.strategy in SINGLE:
-        strategy["agent"] = single
-    return parse_config(
-        {
-            "agents": agents,
-            "reward": {"type": "verify", "mode": "gsm8k"},
-            "strategy": strategy,
-            "templates": {"task": "math"},
-            "runner": {"prompts_in_flight": in_flight, "cache": str(out / CACHE_NAME)},
-            "seed": SEED,
-        },
-        source=f"gsm8k_local {cell.name}",
-    )
+def _write_if_changed(path: Path, text: str) -> Path:
+    """Rewrite only a changed file (the sweep compares its input's sha256 on a rerun)."""
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    return path
 
 
-# -------------------------------------------------------------------------- the single agent
-
-
-def choose_single_agent(out: Path, problems: int) -> tuple[str, str] | None:
-    """(agent, why) from OUT/strongest_agent.json, else from a complete ensemble_b4 run."""
-    path = out / CHOICE_NAME
-    if path.exists():
-        saved = json.loads(path.read_text(encoding="utf-8"))
-        return str(saved["agent"]), str(saved["why"])
-    run_dir = out / Cell("ensemble", 4).name
-    if not (run_dir / "store.sqlite").exists():
-        return None
-    done, _, tallies = tally(run_dir)
-    if done < problems:
-        return None
-    rates = {
-        name: t.first_correct / t.first_answers for name, t in tallies.items() if t.first_answers
-    }
-    agent = max(rates, key=lambda name: rates[name])  # max keeps the first of equal rates
-    shown = ", ".join(f"{name} {rate:.0%}" for name, rate in rates.items())
-    why = f"best first-answer accuracy in ensemble_b4 over {done} problems ({shown})"
-    path.write_text(json.dumps({"agent": agent, "why": why}, indent=1) + "\n", encoding="utf-8")
-    return agent, why
-
-
-# ------------------------------------------------------------------------------------ running
-
-
-class Progress:
-    """A `ProgressSink` that prints one line per finished problem."""
-
-    def __init__(self, cell: Cell) -> None:
-        self.cell = cell
-        self.total = self.done = 0
-        self.started_s = time.monotonic()
-
-    def started(self, *, total: int, already_done: int) -> None:
-        self.total, self.done = total, already_done
-        print(f"[{self.cell.name}] {already_done}/{total} already done", flush=True)
-
-    def prompt_finished(self, prompt_id: str, compute: Compute, *, ok: bool) -> None:
-        self.done += 1
-        sent = compute.calls - compute.replayed_calls - compute.cached_calls
-        elapsed = time.monotonic() - self.started_s
-        print(
-            f"[{self.cell.name}] {self.done}/{self.total} problem {prompt_id}: "
-            f"{'ok' if ok else 'FAILED'}, {sent} sent, {compute.cached_calls} cached, "
-            f"{elapsed:.0f} s",
-            flush=True,
-        )
-
-    def bad_row(self, error: InputError) -> None:
-        print(f"[{self.cell.name}] bad row: {error}", flush=True)
-
-
-async def run_cell(
-    cell: Cell, agents: list[dict[str, Any]], args: argparse.Namespace, stop: asyncio.Event
-) -> bool:
-    """Run one cell until it is done or `stop` is set; True when it finished every problem."""
-    single = None
-    if cell.strategy in SINGLE:
-        chosen = single_agent(args)
-        if chosen is None:
-            print(f"[{cell.name}] skipped: ensemble_b4 must be complete to choose the agent")
-            return False
-        single = chosen[0]
-    report = await run(
-        settings_for(cell, agents, single, args.out, args.in_flight),
-        input_path=args.data,
-        run_dir=args.out / cell.name,
-        limit=args.problems,
-        progress=Progress(cell),
-        stop=stop,
-    )
-    if report.interrupted:
-        print(f"[{cell.name}] stopped: rerun to continue")
-    return not (report.interrupted or report.failed)
-
-
-async def run_chain(
-    cells: list[Cell], agents: list[dict[str, Any]], args: argparse.Namespace, stop: asyncio.Event
-) -> bool:
-    """Cells one after another; True when every one finished every problem."""
-    complete = True
-    for cell in cells:
-        if stop.is_set():
-            print(f"[{cell.name}] not started: stopped")
-            return False
-        complete = await run_cell(cell, agents, args, stop) and complete
-    return complete
-
-
-async def run_grid(
-    cells: list[Cell], agents: list[dict[str, Any]], args: argparse.Namespace, limit_s: float | None
-) -> bool:
-    """Run the grid; True when every cell finished every problem.
-
-    ensemble_b4 runs first (it decides the single agent); then two chains run side by side: the
-    other multi-agent cells one after another, and random and prs one after another (a
-    single-agent cell keeps only its agent's server busy, so it shares the machine with cells that
-    use all three). The order within a chain does not change what is generated: the cache makes
-    a request shared by two cells cost once, whichever comes first. The time limit, Ctrl-C and
-    SIGTERM stop cleanly.
-    """
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    if limit_s is not None:
-        loop.call_later(limit_s, stop.set)
-    first = [c for c in cells if c == Cell("ensemble", 4)]
-    multi = [c for c in cells if c.strategy not in SINGLE and c not in first]
-    single = [c for c in cells if c.strategy in SINGLE]
-    done = await run_chain(first, agents, args, stop)
-    chains = await asyncio.gather(
-        run_chain(multi, agents, args, stop), run_chain(single, agents, args, stop)
-    )
-    return done and all(chains)
-
-
-def single_agent(args: argparse.Namespace) -> tuple[str, str] | None:
-    if args.single_agent is not None:
-        return args.single_agent, "given with --single-agent"
-    return choose_single_agent(args.out, args.problems)
-
-
-# ------------------------------------------------------------------------------------ reporting
-
-
-def first_ids(path: Path, n: int) -> set[str]:
-    ids: set[str] = set()
-    with path.open(encoding="utf-8") as handle:
+def write_inputs(
+    args: argparse.Namespace, agents: list[dict[str, Any]], calibrate: bool
+) -> tuple[Path, Path]:
+    """OUT/config.yaml and OUT/gsm8k.jsonl (the problems, then the calibration rows)."""
+    rows = args.problems + (args.calibration if calibrate else 0)
+    lines: list[str] = []
+    with args.data.open(encoding="utf-8") as handle:
         for line in handle:
-            if len(ids) >= n:
+            if len(lines) == rows:
                 break
             if line.strip():
-                ids.add(str(json.loads(line)["id"]))
-    return ids
+                lines.append(line.rstrip("\n"))
+    if len(lines) < rows:
+        raise SystemExit(f"gsm8k_local: {args.data} holds {len(lines)} rows; {rows} are needed")
+    from toa.local import config_yaml
+
+    rest = {
+        "reward": {"type": "verify", "mode": "gsm8k"},
+        "strategy": {"name": "toa", "budget": 4},
+        "templates": {"task": "math"},
+        "runner": {"prompts_in_flight": args.in_flight},
+        "seed": SEED,
+    }
+    text = config_yaml({"agents": agents}, header=False) + yaml.safe_dump(rest, sort_keys=False)
+    args.out.mkdir(parents=True, exist_ok=True)
+    config_path = _write_if_changed(args.out / "config.yaml", text)
+    input_path = _write_if_changed(args.out / "gsm8k.jsonl", "\n".join(lines) + "\n")
+    return config_path, input_path
 
 
-def read_row(cell: Cell, out: Path, ids: set[str]) -> Row:
-    row = Row(cell)
-    db = out / cell.name / "store.sqlite"
-    if not db.exists():
-        return row
-    with RunStore.open_readonly(db) as store:
-        for prompt_id, status, line in store.iter_results():
-            if status != "done" or prompt_id not in ids:
+def sweep_command(
+    args: argparse.Namespace, config: Path, prompts: Path, calibrate: bool
+) -> list[str]:
+    command = [
+        sys.executable, "-m", "toa", "sweep", "-c", str(config), "-i", str(prompts),
+        "-o", str(args.out / "sweep"), "--strategies", args.strategies, "--budgets", args.budgets,
+    ]  # fmt: skip
+    if any(s.strip() in SINGLE for s in args.strategies.split(",")):
+        if calibrate:
+            command += ["--single-agent", "auto", "--calibration", str(args.calibration)]
+        else:
+            command += ["--single-agent", args.single_agent]
+    return command
+
+
+def run_sweep(command: list[str], time_limit_s: float | None) -> int:
+    """Run `toa sweep` (its output goes to ours); a SIGINT at the time limit stops it cleanly,
+    and so do Ctrl-C and SIGTERM sent to this script."""
+    proc = subprocess.Popen(command)
+    deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
+
+    def forward(signum: int, _frame: object) -> None:
+        proc.send_signal(signal.SIGINT)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        while True:
+            try:
+                return proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                if deadline is not None and time.monotonic() >= deadline:
+                    print(f"gsm8k_local: time limit {time_limit_s:.0f} s: stopping the sweep")
+                    proc.send_signal(signal.SIGINT)
+                    deadline = None
+            except KeyboardInterrupt:  # the sweep got the same Ctrl-C: let it stop cleanly
                 continue
-            result = json.loads(line)
-            compute = result["compute"]
-            best = result.get("best")
-            row.done += 1
-            row.correct += best is not None and (best.get("reward") or 0.0) >= 1.0
-            row.calls += compute["calls"]
-            row.cached += compute.get("cached_calls", 0)
-            row.tokens += compute["prompt_tokens"] + compute["completion_tokens"]
-            row.flops += compute["flops"]
-    manifest = out / cell.name / "manifest.json"
-    if cell.strategy in SINGLE and manifest.exists():
-        row.agent = json.loads(manifest.read_text(encoding="utf-8"))["config"]["strategy"]["agent"]
-    return row
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
-def print_table(rows: list[Row], problems: int) -> None:
+def cached_generations(sweep_dir: Path) -> int:
+    """Rows of the sweep's generation cache: every generation paid for so far."""
+    path = sweep_dir / "generations.sqlite"
+    if not path.exists():
+        return 0
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0])
+    except sqlite3.Error:
+        return 0
+    finally:
+        conn.close()
+
+
+def _per(cell: dict[str, Any], key: str) -> float:
+    return float(cell[key]) / cell["prompts"] if cell["prompts"] else 0.0
+
+
+def print_table(cells: list[dict[str, Any]], problems: int) -> None:
     header = (
-        f"{'cell':<14} {'agent':<18} {'done':>7} {'acc(best)':>9} {'calls/p':>8} "
-        f"{'tokens/p':>9} {'FLOPs/p':>9} {'cached':>7}"
+        f"{'cell':<14} {'done':>7} {'acc(best)':>9} {'calls/p':>8} {'tokens/p':>9} "
+        f"{'FLOPs/p':>9} {'cached':>7}"
     )
     print(header)
     print("-" * len(header))
-    for r in rows:
-        acc = f"{r.accuracy:.3f}" if r.accuracy is not None else "-"
+    for c in cells:
+        acc = f"{c['mean_best_reward']:.3f}" if c["mean_best_reward"] is not None else "-"
+        tokens = _per(c, "prompt_tokens") + _per(c, "completion_tokens")
+        done = f"{c['done']}/{problems}"
         print(
-            f"{r.cell.name:<14} {r.agent or '-':<18} {f'{r.done}/{problems}':>7} {acc:>9} "
-            f"{r.mean(r.calls):>8.2f} {r.mean(r.tokens):>9.0f} {r.mean(r.flops):>9.3g} "
-            f"{r.cached:>7}"
+            f"{c['name']:<14} {done:>7} {acc:>9} {_per(c, 'calls'):>8.2f} "
+            f"{tokens:>9.0f} {_per(c, 'flops'):>9.3g} {c['cached_calls']:>7}"
         )
 
 
-def result_line(rows: list[Row], problems: int, complete: bool, extra: dict[str, str]) -> str:
+def result_line(doc: dict[str, Any], problems: int, complete: bool, extra: dict[str, str]) -> str:
+    cells = doc["cells"]
     fields: dict[str, str] = {"problems": str(problems), "complete": "yes" if complete else "no"}
-    by_name = {r.cell.name: r for r in rows}
-    for r in rows:
-        fields[f"{r.cell.key}_acc"] = f"{r.accuracy:.3f}" if r.accuracy is not None else "na"
-        fields[f"{r.cell.key}_done"] = str(r.done)
-    for budget in sorted({r.cell.budget for r in rows}):
-        baselines = [
-            r for r in rows if r.cell.budget == budget and r.cell.strategy != "toa" and r.done
-        ]
-        if baselines:
-            best = max(baselines, key=lambda r: r.accuracy or 0.0)
-            fields[f"best_baseline_b{budget}"] = best.cell.key
-            fields[f"best_baseline_b{budget}_acc"] = f"{best.accuracy or 0.0:.3f}"
-        toa, ensemble = by_name.get(f"toa_b{budget}"), by_name.get(f"ensemble_b{budget}")
-        if toa and ensemble and toa.done and ensemble.done and ensemble.flops:
-            ratio = toa.mean(toa.flops) / ensemble.mean(ensemble.flops)
-            fields[f"toa_vs_ensemble_b{budget}_flops_ratio"] = f"{ratio:.3f}"
+    for c in cells:
+        key = c["name"].replace("-", "_")
+        best = c["mean_best_reward"]
+        fields[f"{key}_acc"] = f"{best:.3f}" if best is not None else "na"
+        fields[f"{key}_done"] = str(c["done"])
+    for budget in sorted({c["budget"] for c in cells}):
+        here = [c for c in cells if c["budget"] == budget]
+        others = [c for c in here if c["strategy"] != "toa" and c["mean_best_reward"] is not None]
+        toa = next((c for c in here if c["strategy"] == "toa"), None)
+        if others:
+            best = max(others, key=lambda c: (c["mean_best_reward"], c["strategy"]))
+            fields[f"best_other_b{budget}"] = best["strategy"]
+            fields[f"best_other_b{budget}_acc"] = f"{best['mean_best_reward']:.3f}"
+            if toa is not None and toa["mean_best_reward"] is not None:
+                delta = toa["mean_best_reward"] - best["mean_best_reward"]
+                fields[f"toa_minus_best_b{budget}"] = f"{delta:+.3f}"
+                if best["flops"]:
+                    fields[f"toa_vs_best_b{budget}_flops_ratio"] = (
+                        f"{toa['flops'] / best['flops']:.3f}"
+                    )
     fields.update(extra)
     return "RESULT gsm8k_local " + " ".join(f"{k}={v}" for k, v in fields.items())
-
-
-def cached_generations(out: Path) -> int:
-    """Generations in the shared cache file (0 when it does not exist yet)."""
-    path = out / CACHE_NAME
-    if not path.exists():
-        return 0
-    with contextlib.closing(sqlite3.connect(path.as_uri() + "?mode=ro", uri=True)) as conn:
-        return int(conn.execute("SELECT COUNT(*) FROM generations").fetchone()[0])
-
-
-# ------------------------------------------------------------------------------------ main
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -396,29 +248,41 @@ def main(argv: list[str] | None = None) -> int:
     agents = local_agents()
     if agents is None:
         return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    cells = grid(args.strategies, args.budgets)
-    before = cached_generations(args.out)
-    print(f"gsm8k_local: {args.problems} problems, cells {[c.name for c in cells]}")
-    print(f"results in {args.out}, shared generation cache {args.out / CACHE_NAME}")
+    calibrate = args.single_agent is None
+    config, prompts = write_inputs(args, agents, calibrate)
+    sweep_dir = args.out / "sweep"
+    before = cached_generations(sweep_dir)
+    command = sweep_command(args, config, prompts, calibrate)
+    print("gsm8k_local:", " ".join(command[2:]), flush=True)
     limit_s = None
     if args.time_limit_s is not None:
         limit_s = max(0.0, args.time_limit_s - (time.monotonic() - started))
-    complete = asyncio.run(run_grid(cells, agents, args, limit_s))
-    wall_s = time.monotonic() - started
-    rows = [read_row(c, args.out, first_ids(args.data, args.problems)) for c in cells]
-    complete = complete and all(r.done == args.problems for r in rows)
-    chosen = single_agent(args)
+    code = run_sweep(command, limit_s)
+    if not (sweep_dir / "sweep.json").is_file():
+        print(f"gsm8k_local: the sweep wrote no sweep.json yet (exit {code}); run again")
+        return 0 if code == 130 else code
+    doc = json.loads((sweep_dir / "sweep.json").read_text(encoding="utf-8"))
+    complete = code == 0 and all(c["done"] == args.problems for c in doc["cells"])
     print()
-    print_table(rows, args.problems)
-    print()
-    if chosen is not None:
-        print(f"single agent for random/prs: {chosen[0]} ({chosen[1]})")
-    real = cached_generations(args.out) - before
-    print(f"wall time {wall_s:.0f} s; real generations made in this invocation: {real}")
-    extra = {"single_agent": chosen[0] if chosen else "na", "real_generations": str(real)}
-    print(result_line(rows, args.problems, complete, extra))
-    return 0
+    print_table(doc["cells"], args.problems)
+    for line in compare_line(doc["cells"]):
+        print(line)
+    single = doc.get("single_agent") or "na"
+    if doc.get("calibration"):
+        calibration = doc["calibration"]
+        means = ", ".join(f"{a} {m:.3f}" for a, m in calibration["mean_reward"].items())
+        print(f"random/prs agent: {single} (calibration on {calibration['prompts']} other "
+              f"problems, one answer per agent: accuracy {means})")  # fmt: skip
+    real = cached_generations(sweep_dir) - before
+    print(
+        f"wall time {time.monotonic() - started:.0f} s; generations paid in this invocation: {real}"
+    )
+    print(
+        result_line(
+            doc, args.problems, complete, {"single_agent": single, "real_generations": str(real)}
+        )
+    )
+    return 0 if code in (0, 130) else code
 
 
 if __name__ == "__main__":

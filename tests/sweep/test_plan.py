@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from toa.config import parse_config
 from toa.errors import ConfigError
@@ -19,6 +21,7 @@ from toa.sweep import (
     sweep_csv,
 )
 from toa.sweep.plan import check_rerun
+from toa.sweep.summary import busy_seconds
 
 
 def _settings(agents: tuple[str, ...] = ("a", "b"), strategy: str = "toa", **extra: str):  # type: ignore[no-untyped-def]
@@ -114,3 +117,12 @@ def test_the_comparison_names_the_best_other_strategy_and_never_uses_one_sample(
     assert len(lines) == 2  # budget 8: the only other cell has one prompt with a best answer
     assert lines[1] == "budget 16: too few prompts with a best answer to compare"
     assert sweep_csv(cells[:1]).splitlines()[1] == "toa-b4,toa,4,0.7,5,a:1.0"
+
+
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 10)), max_size=12))
+def test_busy_seconds_is_the_length_of_the_union_of_intervals(
+    spans: list[tuple[int, int]],
+) -> None:
+    intervals = [(float(start), float(start + length)) for start, length in spans]
+    covered = {t for start, end in intervals for t in range(int(start), int(end))}
+    assert busy_seconds(intervals) == pytest.approx(len(covered))

@@ -56,13 +56,18 @@ def _prompts(path: Path, n: int = PROMPTS, *, gold: bool = False) -> Path:
     return path
 
 
-def _toa(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def _toa(
+    *args: str | Path, timeout: float = 120, columns: str | None = "200"
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+    if columns is not None:
+        env["COLUMNS"] = columns
     return subprocess.run(
         [sys.executable, "-m", "toa", *map(str, args)],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "COLUMNS": "200"},
+        env=env,
     )
 
 
@@ -77,7 +82,8 @@ def _sweep_args(config: Path, prompts: Path, out: Path, *extra: str) -> list[str
 
 
 def _without_wall(doc: dict[str, Any]) -> dict[str, Any]:
-    return {**doc, "cells": [{k: v for k, v in c.items() if k != "wall_s"} for c in doc["cells"]]}
+    clocks = ("wall_s", "prompt_wall_s")
+    return {**doc, "cells": [{k: v for k, v in c.items() if k not in clocks} for c in doc["cells"]]}
 
 
 def _results(run_dir: Path) -> list[dict[str, Any]]:
@@ -108,10 +114,16 @@ def test_a_2x2_sweep_its_numbers_and_a_rerun_that_sends_nothing(
     prompts = _prompts(tmp_path / "prompts.jsonl")
     out = tmp_path / "sweep"
     args = _sweep_args(config, prompts, out, "--strategies", "toa,ensemble", "--budgets", "4,2")
+    started = time.monotonic()
     done = _toa(*args)
+    took = time.monotonic() - started
     assert done.returncode == 0, done.stderr[-3000:]
     doc = json.loads((out / "sweep.json").read_text())
     assert [c["name"] for c in doc["cells"]] == ["toa-b2", "ensemble-b2", "toa-b4", "ensemble-b4"]
+    # A cell's wall time: while at least one of its prompts ran, within the command's own time;
+    # prompt_wall_s sums the prompts' times (3 run at once, so it is more).
+    assert sum(c["wall_s"] for c in doc["cells"]) <= took
+    assert all(0 < c["wall_s"] <= c["prompt_wall_s"] + 1e-6 for c in doc["cells"])
     assert doc["budgets"] == [2, 4]
     assert doc["strategies"] == ["toa", "ensemble"]
     sent_total = 0
@@ -144,9 +156,12 @@ def test_a_2x2_sweep_its_numbers_and_a_rerun_that_sends_nothing(
     assert manifest["budgets"] == [2, 4]
 
     before = server.stats()["total"]
-    again = _toa(*args)
+    again = _toa(*args, columns=None)  # a pipe, no COLUMNS: 80 columns would cut the table
     assert again.returncode == 0, again.stderr[-3000:]
     assert server.stats()["total"] == before
+    table = [line for line in again.stderr.splitlines() if "ensemble-b4" in line]
+    assert table, again.stderr
+    assert "…" not in table[0], again.stderr
     assert _without_wall(json.loads((out / "sweep.json").read_text())) == _without_wall(doc)
     _no_success_twice(tmp_path / "requests.jsonl")
 
@@ -155,6 +170,21 @@ def test_a_2x2_sweep_its_numbers_and_a_rerun_that_sends_nothing(
     assert more.returncode == 2, more.stderr
     assert "ensemble left out" in more.stderr, more.stderr
     assert server.stats()["total"] == before
+
+    # The endpoints moved (another server, another timeout): the sweep goes on, as `toa resume`
+    # would, and sends nothing; another model is another configuration, refused by name.
+    with running_in_thread(seed=5) as moved:
+        text = config.read_text().replace(server.base_url, moved.base_url)
+        config.write_text(text.replace("timeout_s: 5", "timeout_s: 7"))
+        again = _toa(*args)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert moved.stats()["total"] == 0
+        config.write_text(config.read_text().replace("model: agent_c", "model: agent_b", 1))
+        changed = _toa(*args)
+        assert changed.returncode == 2, changed.stderr
+        assert "changes what is generated or scored" in changed.stderr
+        assert "agents[2].model: 'agent_c' -> 'agent_b'" in changed.stderr, changed.stderr
+        assert moved.stats()["total"] == 0
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])

@@ -24,6 +24,20 @@ T = TypeVar("T")
 console = Console(stderr=True)
 
 
+def print_wide(renderable: Any, *, min_width: int = 160) -> None:
+    """Print a wide table whole: on a terminal at its width, in a log file or a pipe (80
+    columns by default, which would cut its cells) at least `min_width` columns."""
+    if console.is_terminal or console.width >= min_width:
+        console.print(renderable)
+        return
+    saved = console.width
+    console.width = min_width
+    try:
+        console.print(renderable)
+    finally:
+        console.width = saved
+
+
 def setup_logging(verbose: int) -> None:
     """Log to the console: warnings by default, -v info, -vv debug."""
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG

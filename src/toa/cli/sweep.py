@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from toa.cli.common import console, fail, run_with_interrupt
+from toa.cli.common import console, fail, print_wide, run_with_interrupt
 from toa.errors import TOAError
 from toa.search.strategies import STRATEGY_NAMES
 
@@ -187,10 +187,12 @@ def _fmt(value: Any, digits: int = 3) -> str:
 
 
 def _print_cells(cells: list[dict[str, Any]], *, title: str) -> None:
+    from toa.cli.progress import clock
+
     table = Table(title=title)
     with_eval = any("eval" in c for c in cells)
     columns = ["cell", "prompts", "best", f"top-{cells[0]['top_k'] if cells else 10}", "calls",
-               "sent", "cached", "tokens", "cost", "best by agent"]  # fmt: skip
+               "sent", "cached", "tokens", "cost", "wall", "best by agent"]  # fmt: skip
     if with_eval:
         columns.insert(4, "eval")
     for column in columns:
@@ -201,13 +203,13 @@ def _print_cells(cells: list[dict[str, Any]], *, title: str) -> None:
             c["name"], _fmt(c["prompts"]), _fmt(c["mean_best_reward"]),
             _fmt(c["mean_topk_reward"]), _fmt(c["calls"]), _fmt(c["calls_sent"]),
             _fmt(c["cached_calls"]), _fmt(c["prompt_tokens"] + c["completion_tokens"]),
-            f"${c['cost_usd']:.4f}", share,
+            f"${c['cost_usd']:.4f}", clock(c["wall_s"]) if c.get("wall_s") is not None else "-",
+            share,
         ]  # fmt: skip
         if with_eval:
             row.insert(4, _eval_text(c.get("eval")))
         table.add_row(*row)
-    # In a log file (no terminal width) the 80-column default would cut the cell names.
-    console.print(table, width=None if console.is_terminal else max(console.width, 160))
+    print_wide(table)
 
 
 def _eval_text(block: dict[str, Any] | None) -> str:

@@ -27,7 +27,15 @@ from toa.errors import ConfigError, StoreError
 from toa.settings import RunSettings
 from toa.store.layout import MANIFEST_NAME
 
-__all__ = ["MANIFEST_NAME", "build_manifest", "check_resumable", "read_manifest", "write_manifest"]
+__all__ = [
+    "MANIFEST_NAME",
+    "build_manifest",
+    "check_resumable",
+    "generation_settings",
+    "read_manifest",
+    "setting_changes",
+    "write_manifest",
+]
 
 # 2: per-request seeds follow (request, sample index), not the tree position. Runs of another
 # format would send every stored call again on resume, so they are refused.
@@ -138,6 +146,20 @@ def check_resumable(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         "Use the original configuration (`toa resume RUN_DIR` reads it from manifest.json), or "
         "start a new run directory."
     )
+
+
+def generation_settings(settings: RunSettings) -> dict[str, Any]:
+    """What decides what `settings` generate and score, as a resume compares it: the
+    configuration without its runner and eval sections and the agents' operational fields
+    (where calls are sent, limits, prices), with the templates' hashes."""
+    return _relevant(
+        {"config": settings.config_dict(), "template_hashes": settings.templates.hashes()}
+    )
+
+
+def setting_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """The differences of two `generation_settings`, one ``path: old -> new`` line each."""
+    return [f"{path}: {a!r} -> {b!r}" for path, a, b in _diff(dict(old), dict(new), "")]
 
 
 def _relevant(manifest: Mapping[str, Any]) -> dict[str, Any]:

@@ -410,6 +410,12 @@ class StoreReader:
                 last = seq
                 yield prompt_id, status, result_json
 
+    def finished_times(self) -> dict[str, float]:
+        """When each prompt's result was last written (Unix seconds), by prompt id."""
+        return {
+            pid: float(t) for pid, t in self._query("SELECT prompt_id, finished_s FROM results")
+        }
+
     def summary(self) -> StoreSummary:
         """Counts and token sums over the whole store, aggregated in SQL from one snapshot."""
         return StoreSummary(*self._query(_SUMMARY_SQL)[0])

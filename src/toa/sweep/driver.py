@@ -26,6 +26,7 @@ from toa.engine.runner import ProgressSink, RunReport, run
 from toa.errors import ConfigError, InputError
 from toa.inputs.readers import read_prompts
 from toa.settings import RunSettings
+from toa.store.manifest import generation_settings
 from toa.sweep.evaluate import check_eval_fields, check_eval_kind, eval_section, evaluate_rows
 from toa.sweep.plan import (
     CALIBRATION_DIR,
@@ -183,7 +184,12 @@ def prepare_sweep(plan: SweepPlan, *, eval_kind: str | None = None) -> PreparedS
             f"{plan.sweep_dir}: a non-empty directory that is not a sweep (no {SWEEP_MANIFEST})"
         )
     final = replace(plan, single_agent=agent)
-    added = tuple(check_rerun(old, final.manifest(), plan.sweep_dir)) if old is not None else ()
+    generation = generation_settings(base)
+    added = (
+        tuple(check_rerun(old, final.manifest(generation), plan.sweep_dir))
+        if old is not None
+        else ()
+    )
     return PreparedSweep(
         final, base, settings, eval_kind, added, old is not None, evaluation, calibration
     )
@@ -272,7 +278,8 @@ async def run_sweep(
     cells then run on the evaluation slice (``inputs/evaluation.jsonl``)."""
     plan = prepared.plan
     plan.sweep_dir.mkdir(parents=True, exist_ok=True)
-    _write_atomic(plan.sweep_dir / SWEEP_MANIFEST, json.dumps(plan.manifest(), indent=2) + "\n")
+    manifest = plan.manifest(generation_settings(prepared.base))
+    _write_atomic(plan.sweep_dir / SWEEP_MANIFEST, json.dumps(manifest, indent=2) + "\n")
     report = SweepReport(plan.sweep_dir)
     settings = dict(prepared.settings)
     input_path, limit, prompt_field = plan.input_path, plan.limit, plan.prompt_field

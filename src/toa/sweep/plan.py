@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 from toa.errors import ConfigError
 from toa.search.strategies import STRATEGY_NAMES
 from toa.settings import RunSettings
+from toa.store.manifest import setting_changes
 
 __all__ = [
     "CACHE_NAME",
@@ -185,14 +186,21 @@ class SweepPlan:
     def cell_dir(self, cell: Cell) -> Path:
         return self.sweep_dir / CELLS_DIR / cell.name
 
-    def manifest(self) -> dict[str, Any]:
-        """What `sweep_manifest.json` records (no clock: a rerun rewrites the same bytes)."""
+    def manifest(self, generation: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What `sweep_manifest.json` records (no clock: a rerun rewrites the same bytes).
+
+        `generation`: the base settings' `toa.store.manifest.generation_settings`, which a rerun
+        compares (so that an endpoint's address, a timeout or a price may change between runs,
+        as for `toa resume`); without it the file's sha256 is compared."""
+        config: dict[str, Any] = {
+            "path": str(self.config_path.resolve()),
+            "sha256": file_sha256(self.config_path),
+        }
+        if generation is not None:
+            config["generation"] = dict(generation)
         return {
             "version": MANIFEST_VERSION,
-            "config": {
-                "path": str(self.config_path.resolve()),
-                "sha256": file_sha256(self.config_path),
-            },
+            "config": config,
             "input": {
                 "path": str(self.input_path.resolve()),
                 "sha256": file_sha256(self.input_path),
@@ -225,7 +233,20 @@ def check_rerun(old: dict[str, Any], new: dict[str, Any], sweep_dir: Path) -> li
     and the same strategies and budgets or more (the names of the added cells are returned).
     `ConfigError` naming every difference otherwise."""
     problems = []
+    old_gen, new_gen = old.get("config", {}).get("generation"), new["config"].get("generation")
+    if old_gen is not None and new_gen is not None:
+        changes = setting_changes(old_gen, new_gen)
+        if changes:
+            shown = "; ".join(changes[:10]) + (
+                f"; ... {len(changes) - 10} more" if len(changes) > 10 else ""
+            )
+            problems.append(
+                f"the configuration {new['config']['path']} changes what is generated or scored "
+                f"({shown})"
+            )
     for key, label in (("config", "configuration"), ("input", "input")):
+        if key == "config" and old_gen is not None and new_gen is not None:
+            continue
         if old.get(key, {}).get("sha256") != new[key]["sha256"]:
             problems.append(
                 f"the {label} {new[key]['path']} is not the one the sweep was made with "

@@ -61,7 +61,7 @@ def _eval_cell(cell: Mapping[str, Any]) -> str:
 def _table(cells: Sequence[Mapping[str, Any]], links: Mapping[str, str]) -> str:
     header = [
         "cell", "prompts", "mean best", "mean top-k", "eval", "calls sent", "from cache",
-        "tokens", "FLOPs", "cost",
+        "tokens", "FLOPs", "cost", "wall",
     ]  # fmt: skip
     rows = []
     for cell in cells:
@@ -78,6 +78,7 @@ def _table(cells: Sequence[Mapping[str, Any]], links: Mapping[str, str]) -> str:
             _e(_num(tokens)),
             _e(_num(cell.get("flops"))),
             _e(f"${cell.get('cost_usd') or 0:.4f}"),
+            _e("-" if cell.get("wall_s") is None else f"{float(cell['wall_s']):.1f} s"),
         ]
         rows.append("<tr>" + "".join(f"<td>{c}</td>" for c in cols) + "</tr>")
     head = "".join(f"<th>{_e(h)}</th>" for h in header)

@@ -73,6 +73,38 @@ def _sent_and_cached(run_dir: Path, prompt_ids: list[str]) -> tuple[int, int]:
     return len(sent), len(cached)
 
 
+def busy_seconds(intervals: list[tuple[float, float]]) -> float:
+    """The length of the union of ``(start, end)`` intervals: the time something was running."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end <= reach:
+            continue
+        total += end - max(start, reach)
+        reach = end
+    return total
+
+
+def _elapsed(run_dir: Path, rows: list[dict[str, Any]]) -> float | None:
+    """The cell's wall time: how long at least one of its prompts was running (each prompt from
+    its result's time less its ``wall_s`` to its result's time), so the pauses between a
+    stopped sweep and its continuation do not count. None without a readable store."""
+    path = run_dir / STORE_NAME
+    if not path.exists():
+        return None
+    try:
+        with RunStore.open_readonly(path) as store:
+            finished = store.finished_times()
+    except StoreError:
+        return None
+    intervals = []
+    for row in rows:
+        end = finished.get(str(row.get("id")))
+        wall = (row.get("compute") or {}).get("wall_s")
+        if end is not None and isinstance(wall, int | float):
+            intervals.append((end - float(wall), end))
+    return busy_seconds(intervals)
+
+
 def _compute_total(rows: list[dict[str, Any]], name: str) -> float:
     return sum(float(r.get("compute", {}).get(name, 0) or 0) for r in rows)
 
@@ -89,13 +121,15 @@ def summarize_cell(run_dir: Path, *, k: int = TOP_K) -> dict[str, Any]:
 
     ``calls`` counts every generation of the cell's trees (cache hits included);
     ``calls_sent`` those sent to an agent by this cell (once each, even when a resume replayed
-    them), ``cached_calls`` those the shared cache answered; ``wall_s`` the prompts' wall times
-    summed (prompt-seconds: several prompts run at once)."""
+    them), ``cached_calls`` those the shared cache answered; ``wall_s`` the cell's wall time (how
+    long at least one of its prompts was running; pauses between invocations left out),
+    ``prompt_wall_s`` the prompts' wall times summed (several prompts run at once)."""
     rows = read_results(run_dir)
     bests = list(_iter_best(rows))
     tops = [top_rewards(r, k) for r in rows]
     sent, cached = _sent_and_cached(run_dir, [str(r.get("id")) for r in rows])
     agents = Counter(str(b.get("agent")) for b in bests)
+    elapsed = _elapsed(run_dir, rows)
     return {
         "prompts": len(rows),
         "done": sum(r.get("status") == "done" for r in rows),
@@ -117,5 +151,6 @@ def summarize_cell(run_dir: Path, *, k: int = TOP_K) -> dict[str, Any]:
         "best_agent_share": {
             agent: round(n / len(bests), _ROUND) for agent, n in sorted(agents.items())
         },
-        "wall_s": round(_compute_total(rows, "wall_s"), 3),
+        "wall_s": None if elapsed is None else round(elapsed, 3),
+        "prompt_wall_s": round(_compute_total(rows, "wall_s"), 3),
     }
