@@ -8,7 +8,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from toa.cli import app
-from toa.testing import running_in_thread
+from toa.testing import build_world, running_in_thread
 
 
 def _write(tmp_path: Path, base_url: str, eval_section: str) -> tuple[Path, Path]:
@@ -85,3 +85,39 @@ def test_the_eval_section_scores_runs_and_sweeps_and_never_blocks_a_resume(
         nothing = runner.invoke(app, ["eval", str(bare / "run"), "--eval", "config"], env=env)
     assert nothing.exit_code == 2, nothing.output
     assert "no `eval:` section" in nothing.output
+
+
+def test_a_judge_evaluates_the_sweep_once_and_judge_agent_names_an_agent(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"COLUMNS": "200"}
+    world = build_world("helps", "agent_a", judges="judge")
+    with running_in_thread(world) as server:
+        section = f"eval: {{type: judge, agent: {{model: judge, base_url: '{server.base_url}'}}}}\n"
+        config, prompts = _write(tmp_path, server.base_url, section)
+        sweep = tmp_path / "sweep"
+        args = ["sweep", "-c", str(config), "-i", str(prompts), "-o", str(sweep),
+                "--strategies", "ensemble", "--budgets", "1,2", "--eval", "judge"]  # fmt: skip
+        done = runner.invoke(app, args, env=env)
+        assert done.exit_code == 0, done.output
+        doc = json.loads((sweep / "sweep.json").read_text(encoding="utf-8"))
+        for cell in doc["cells"]:
+            assert cell["eval"]["kind"] == "judge"
+            assert cell["eval"]["scored"] == 4
+            assert 0.0 <= cell["eval"]["mean_best"] <= 1.0
+        judged = server.stats()["by_agent"]["judge"]
+        assert judged > 0
+        # The same results with the same judge: read back from each cell's eval.json, no call.
+        total = server.stats()["total"]
+        again = runner.invoke(app, args, env=env)
+        assert again.exit_code == 0, again.output
+        assert server.stats()["total"] == total
+        assert json.loads((sweep / "sweep.json").read_text(encoding="utf-8")) == doc
+        # judge:AGENT: a yes/no judge through a configured agent, which must exist.
+        cell_dir = sweep / doc["cells"][0]["run_dir"]
+        wrong = runner.invoke(app, ["eval", str(cell_dir), "--eval", "judge:nobody"], env=env)
+        assert wrong.exit_code == 2, wrong.output
+        assert "'nobody' is not one of the agents ['agent_a']" in wrong.output
+        assert server.stats()["total"] == total
+        bad = runner.invoke(app, ["eval", str(cell_dir), "--eval", "jduge"], env=env)
+        assert bad.exit_code == 2, bad.output
+        assert "judge:AGENT" in bad.output

@@ -8,6 +8,7 @@ evaluation apart from the reward (`verify` accuracy, the missing-field refusal).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -318,7 +319,13 @@ def test_eval_verify_accuracy_in_the_sweep_and_with_toa_eval(
     shown = _toa("eval", cell_dir, "--eval", "verify")
     assert shown.returncode == 0, shown.stderr
     written = json.loads((cell_dir / "eval.json").read_text())
-    assert written == doc["cells"][0]["eval"]
+    kept = {k: v for k, v in written.items() if k not in ("results_sha256", "evaluator")}
+    assert kept == doc["cells"][0]["eval"]
+    assert written["evaluator"] == {"kind": "verify", "top_k": 10}
+    assert (
+        written["results_sha256"]
+        == hashlib.sha256((cell_dir / "results.jsonl").read_bytes()).hexdigest()
+    )
     assert "accuracy" in shown.stderr
     own = _toa("eval", cell_dir, "--eval", "reward")
     assert own.returncode == 0, own.stderr

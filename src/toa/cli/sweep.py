@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,8 +23,10 @@ if TYPE_CHECKING:
 _EVAL_HELP = (
     "Also score each prompt's best answer (and top 10) apart from the reward: verify (needs "
     "gold_answer; reports accuracy), chrf or bleu (need reference), reward (the run's own), "
-    "config (the configuration's `eval:` section, any reward kind: judge, http, ...; the "
-    "default when the configuration has one)."
+    "judge:AGENT (a yes/no judge through the configured agent AGENT), config (the "
+    "configuration's `eval:` section, any reward kind: judge, http, ...; the default when the "
+    "configuration has one; judge: that section, which must be a judge). Kept in each run's "
+    "eval.json: the same results are not scored twice."
 )
 
 
@@ -232,9 +233,9 @@ def eval_command(
         block = asyncio.run(evaluate_run(run_dir, eval_kind))
     except TOAError as error:
         fail(error)
-    (run_dir / EVAL_NAME).write_text(json.dumps(block, indent=2) + "\n", encoding="utf-8")
     table = Table(title=f"eval {run_dir} ({eval_kind})", show_header=False)
     for key, value in block.items():
-        table.add_row(key, _fmt(value))
+        if key not in ("results_sha256", "evaluator"):
+            table.add_row(key, _fmt(value))
     console.print(table)
     console.print(f"written: {run_dir / EVAL_NAME}")

@@ -31,6 +31,7 @@ __all__ = [
     "MANIFEST_NAME",
     "build_manifest",
     "check_resumable",
+    "generation_config",
     "generation_settings",
     "read_manifest",
     "setting_changes",
@@ -146,6 +147,14 @@ def check_resumable(old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
         "Use the original configuration (`toa resume RUN_DIR` reads it from manifest.json), or "
         "start a new run directory."
     )
+
+
+def generation_config(config: Mapping[str, Any]) -> dict[str, Any]:
+    """`generation_settings` of a configuration's JSON form (`RunSettings.config_dict()`, a
+    manifest's ``config``), without the templates' hashes."""
+    relevant = _relevant({"config": config})
+    relevant.pop("template_hashes", None)
+    return relevant
 
 
 def generation_settings(settings: RunSettings) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from toa.errors import ConfigError, InputError
 from toa.inputs.readers import read_prompts
 from toa.settings import RunSettings
 from toa.store.manifest import generation_settings
-from toa.sweep.evaluate import check_eval_fields, check_eval_kind, eval_section, evaluate_rows
+from toa.sweep.evaluate import check_eval_fields, check_eval_kind, check_eval_setup, evaluate_cached
 from toa.sweep.plan import (
     CALIBRATION_DIR,
     INPUTS_DIR,
@@ -153,8 +153,8 @@ def prepare_sweep(plan: SweepPlan, *, eval_kind: str | None = None) -> PreparedS
     base = load_config(plan.config_path)
     if eval_kind is None and base.config_data.get("eval") is not None:
         eval_kind = "config"  # the configuration's own `eval:` section
-    if eval_kind == "config":
-        eval_section(base.config_data, str(plan.config_path))
+    if eval_kind is not None:
+        check_eval_setup(eval_kind, base.config_data, str(plan.config_path))
     agent = resolve_single_agent(
         base, plan.strategies, plan.single_agent, calibration=plan.calibration
     )
@@ -322,12 +322,15 @@ async def run_sweep(
             **summarize_cell(run_dir),
         }
         if prepared.eval_kind is not None:
-            entry["eval"] = await evaluate_rows(
-                read_results(run_dir),
+            block = await evaluate_cached(
+                run_dir,
                 prepared.eval_kind,
                 run_config=settings[cell].config_data,
                 source=str(run_dir / "manifest.json"),
             )
+            entry["eval"] = {
+                k: v for k, v in block.items() if k not in ("results_sha256", "evaluator")
+            }
         report.cells.append(entry)
         write_outputs(prepared, report.cells, report.calibration)
     report.plots = _plots(prepared, report)
