@@ -143,6 +143,8 @@ def test_a_2x2_sweep_its_numbers_and_a_rerun_that_sends_nothing(
         assert cell["mean_topk_reward"] <= cell["mean_best_reward"]
         assert sum(cell["best_agent_share"].values()) == pytest.approx(1.0)
         assert set(cell["best_agent_share"]) <= set(AGENTS)
+        assert sum(a["calls"] for a in cell["by_agent"].values()) == cell["calls"]
+        assert sum(a["prompt_tokens"] for a in cell["by_agent"].values()) == tokens
         sent_total += cell["calls_sent"]
     # What two cells share was paid once: the server saw exactly the calls the cells sent.
     assert server.stats()["total"] == sent_total
@@ -150,6 +152,7 @@ def test_a_2x2_sweep_its_numbers_and_a_rerun_that_sends_nothing(
     csv_lines = (out / "sweep.csv").read_text().splitlines()
     assert len(csv_lines) == 5
     assert csv_lines[0].startswith("name,strategy,budget")
+    assert "calls_agent_a" in csv_lines[0].split(",")
     assert "budget 2: toa" in done.stderr
     assert "budget 4: toa" in done.stderr
     manifest = json.loads((out / "sweep_manifest.json").read_text())

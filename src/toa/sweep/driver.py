@@ -384,14 +384,18 @@ def write_outputs(
 
 
 def sweep_csv(cells: list[dict[str, Any]]) -> str:
-    """One row per cell: the scalar fields, ``best_agent_share`` as ``agent:share;...`` and the
-    eval block's fields as ``eval_<name>``."""
+    """One row per cell: the scalar fields, ``best_agent_share`` as ``agent:share;...``, each
+    agent's compute as ``<field>_<agent>`` (``calls_qwen``, ...) and the eval block's fields as
+    ``eval_<name>``."""
     rows = []
     for cell in cells:
-        row = {k: v for k, v in cell.items() if k not in ("best_agent_share", "eval")}
+        row = {k: v for k, v in cell.items() if k not in ("best_agent_share", "eval", "by_agent")}
         row["best_agent_share"] = ";".join(
             f"{a}:{s}" for a, s in cell.get("best_agent_share", {}).items()
         )
+        for agent, part in (cell.get("by_agent") or {}).items():
+            for k, v in part.items():
+                row[f"{k}_{agent}"] = v
         for k, v in (cell.get("eval") or {}).items():
             row[f"eval_{k}"] = v
         rows.append(row)

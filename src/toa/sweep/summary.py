@@ -105,6 +105,22 @@ def _elapsed(run_dir: Path, rows: list[dict[str, Any]]) -> float | None:
     return busy_seconds(intervals)
 
 
+def by_agent(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Each agent's generations in the cell: calls, failed calls, prompt and completion tokens
+    (summed over the prompts' ``compute.by_agent``)."""
+    totals: dict[str, dict[str, int]] = {}
+    for row in rows:
+        for agent, part in ((row.get("compute") or {}).get("by_agent") or {}).items():
+            mine = totals.setdefault(
+                str(agent),
+                {"calls": 0, "failed_calls": 0, "prompt_tokens": 0, "completion_tokens": 0},
+            )
+            for key in mine:
+                value = part.get(key) if isinstance(part, dict) else None
+                mine[key] += int(value) if isinstance(value, int | float) else 0
+    return dict(sorted(totals.items()))
+
+
 def _compute_total(rows: list[dict[str, Any]], name: str) -> float:
     return sum(float(r.get("compute", {}).get(name, 0) or 0) for r in rows)
 
@@ -123,7 +139,8 @@ def summarize_cell(run_dir: Path, *, k: int = TOP_K) -> dict[str, Any]:
     ``calls_sent`` those sent to an agent by this cell (once each, even when a resume replayed
     them), ``cached_calls`` those the shared cache answered; ``wall_s`` the cell's wall time (how
     long at least one of its prompts was running; pauses between invocations left out),
-    ``prompt_wall_s`` the prompts' wall times summed (several prompts run at once)."""
+    ``prompt_wall_s`` the prompts' wall times summed (several prompts run at once); ``by_agent``
+    each agent's calls, failed calls and tokens."""
     rows = read_results(run_dir)
     bests = list(_iter_best(rows))
     tops = [top_rewards(r, k) for r in rows]
@@ -151,6 +168,7 @@ def summarize_cell(run_dir: Path, *, k: int = TOP_K) -> dict[str, Any]:
         "best_agent_share": {
             agent: round(n / len(bests), _ROUND) for agent, n in sorted(agents.items())
         },
+        "by_agent": by_agent(rows),
         "wall_s": None if elapsed is None else round(elapsed, 3),
         "prompt_wall_s": round(_compute_total(rows, "wall_s"), 3),
     }
