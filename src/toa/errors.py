@@ -53,6 +53,7 @@ __all__ = [
     "ResponseFormatError",
     "RetryableAgentError",
     "RunLockedError",
+    "ServeRequestError",
     "ServerError",
     "ServerStartError",
     "StoreError",
@@ -91,6 +92,28 @@ class RunLockedError(TOAError):
 
 class ExportError(TOAError):
     """An export option, the output path or an optional dependency is wrong; says what to do."""
+
+
+class ServeRequestError(TOAError):
+    """A request to `toa serve` that cannot be answered: its HTTP status, OpenAI's error type
+    and code, and the request field at fault (``param``), for the OpenAI error JSON."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 400,
+        param: str | None = None,
+        code: str | None = None,
+        error_type: str = "invalid_request_error",
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.param = param
+        self.code = code
+        self.error_type = error_type
+        self.retry_after_s = retry_after_s
 
 
 class LocalModelError(TOAError):

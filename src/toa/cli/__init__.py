@@ -1,6 +1,6 @@
 """The `toa` command line. Thin: parse, build settings, call the library, set the exit code.
 
-One module per command group: `runs` (run, resume, status, priors), `repair`, `export`,
+One module per command group: `runs` (run, resume, status, priors), `repair`, `export`, `serve`,
 `fake_server`, `demo`, `models`; `common` holds what they share (console, error exit, Ctrl-C,
 the run report) and `progress` the live display. The commands are registered on `app` here, in
 `--help` order.
@@ -21,6 +21,7 @@ from toa.cli.models import models_app
 from toa.cli.repair import repair_command
 from toa.cli.report import report_command
 from toa.cli.runs import priors_command, resume_command, run_command, status_command
+from toa.cli.serve import serve_command
 from toa.cli.sweep import eval_command, sweep_command
 
 __all__ = ["app", "main"]
@@ -65,6 +66,7 @@ app.command("eval")(eval_command)
 app.command("repair")(repair_command)
 app.command("export")(export_command)
 app.command("report")(report_command)
+app.command("serve")(serve_command)
 app.command("fake-server")(fake_server)
 app.command()(demo)
 app.add_typer(models_app, name="models")

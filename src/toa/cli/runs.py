@@ -194,7 +194,10 @@ def status_command(
         fail(error)
     table = Table(title=f"{run_dir}", show_header=False)
     table.add_row("strategy", f"{manifest.get('strategy')} (budget {manifest.get('budget')})")
-    table.add_row("input", str(manifest.get("input", {}).get("path")))
+    if manifest.get("kind") == "serve":
+        table.add_row("input", "requests served by `toa serve`")
+    else:
+        table.add_row("input", str(manifest.get("input", {}).get("path")))
     table.add_row("prompts", f"{s.prompts_done} done, {s.prompts_partial} partial, "
                              f"{s.prompts_failed} failed")  # fmt: skip
     table.add_row("calls", f"{s.calls_ok:,} ok, {s.calls_failed:,} failed")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from toa.agents.spec import AgentSpec, check_base_urls, check_key_env_name
 from toa.config.common import BreakerConfig, RetryConfig, StrictModel
@@ -28,6 +28,7 @@ __all__ = [
     "PriorSource",
     "RewardConfig",
     "RunConfig",
+    "ServeConfig",
     "StrategyConfig",
 ]
 
@@ -192,6 +193,31 @@ class RunnerConfig(StrictModel):
     )
 
 
+class ServeConfig(StrictModel):
+    """`toa serve`'s limits (see `toa.serve`). None of them changes what is generated."""
+
+    max_budget: int = Field(64, ge=1, description="the largest budget a request may ask for")
+    max_concurrent_searches: int = Field(
+        8, ge=1, description="searches at once; a request beyond gets 429 with Retry-After"
+    )
+    max_request_bytes: int = Field(1_000_000, ge=1024, description="request body size limit")
+    max_messages: int = Field(256, ge=1, description="messages per request")
+    api_key_env: str | None = Field(
+        None,
+        min_length=1,
+        description="environment variable holding the bearer key clients must send",
+    )
+    single_agent: str | None = Field(
+        None, min_length=1, description="the agent of `toa:random` / `toa:prs` requests"
+    )
+    keepalive_s: float = Field(
+        5.0, gt=0, description="seconds between progress chunks of a streamed search"
+    )
+    drain_s: float = Field(
+        30.0, ge=0, description="how long SIGTERM waits for the searches in flight"
+    )
+
+
 class RunConfig(StrictModel):
     """The whole configuration file."""
 
@@ -205,6 +231,7 @@ class RunConfig(StrictModel):
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     templates: TemplatesConfig = Field(default_factory=TemplatesConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    serve: ServeConfig = Field(default_factory=ServeConfig)
     seed: int = 0
 
     @field_validator("agents")
@@ -215,6 +242,14 @@ class RunConfig(StrictModel):
         if dupes:
             raise ValueError(f"agent names must be unique; repeated: {dupes}")
         return agents
+
+    @model_validator(mode="after")
+    def _serve_agent(self) -> RunConfig:
+        agent = self.serve.single_agent
+        names = [a.name for a in self.agents]
+        if agent is not None and agent not in names:
+            raise ValueError(f"serve.single_agent {agent!r} is not one of the agents {names}")
+        return self
 
 
 _TOA_FIELDS = (

@@ -15,7 +15,7 @@ from toa.inputs.readers import SUPPORTED_SUFFIXES
 from toa.settings import RunSettings
 from toa.store.layout import MANIFEST_NAME, RESULTS_NAME, RUN_FILES, STORE_NAME
 
-__all__ = ["check_start"]
+__all__ = ["check_serve_start", "check_start"]
 
 _SHOWN = 5  # entries of a foreign directory named in its error
 
@@ -38,6 +38,13 @@ def check_start(
     _check_keys(settings)
     _check_input(input_path)
     _check_run_dir(run_dir, force=force)
+
+
+def check_serve_start(settings: RunSettings, *, serve_dir: Path) -> None:
+    """`check_start` for `toa serve` (no input file): the agents' key variables, and the
+    directory is a run (or serve) directory, new or empty."""
+    _check_keys(settings)
+    _check_run_dir(serve_dir, force=False)
 
 
 def _check_keys(settings: RunSettings) -> None:

@@ -39,7 +39,9 @@ from toa.engine.results import failed_result, tree_result
 from toa.errors import InputError, StoreError
 from toa.inputs.readers import read_prompts
 from toa.rewards import RewardModel
+from toa.search.context import Strategy
 from toa.search.priors import Prior, evidence_from_tree
+from toa.search.tree import SearchTree
 from toa.settings import RunSettings
 from toa.store.cache import GenerationCache
 from toa.store.layout import MANIFEST_NAME, RESULTS_NAME, STORE_NAME
@@ -51,7 +53,9 @@ from toa.types import Prompt
 
 __all__ = [
     "ProgressSink",
+    "PromptOutcome",
     "RunReport",
+    "RunSession",
     "build_reward",
     "learned_prior",
     "rebuild_results",
@@ -158,8 +162,21 @@ async def _prepare(
     return store, scan
 
 
-class _Run:
-    """State of one run (the public entry point is `run`)."""
+@dataclass(frozen=True)
+class PromptOutcome:
+    """One prompt's search as `RunSession.run_prompt` finished it: the result (as written to
+    the store and ``results.jsonl``), its tree (None when the search failed) and whether it
+    succeeded."""
+
+    result: dict[str, Any]
+    tree: SearchTree | None
+    ok: bool
+
+
+class RunSession:
+    """What the prompts of one run share: settings, store, agent pool, reward, results file,
+    spend gate and what the run has learned. `run` makes one per run; `toa serve` one per
+    serve directory, searching each request's messages with `run_prompt`."""
 
     def __init__(
         self,
@@ -202,7 +219,12 @@ class _Run:
         # What the store holds, parsed: a resume starts from exactly the same numbers.
         return Prior.from_dict(json.loads(stored))
 
-    async def run_prompt(self, prompt: Prompt) -> None:
+    async def run_prompt(
+        self, prompt: Prompt, *, strategy: Strategy | None = None, budget: int | None = None
+    ) -> PromptOutcome:
+        """Search `prompt` (the run's strategy and budget unless given), store every call, its
+        tree, evidence and result, append the result to ``results.jsonl``. A failed search is
+        a failed result (logged); a `StoreError` and a cancellation propagate."""
         ctx = PromptContext(
             prompt,
             pool=self.pool,
@@ -217,14 +239,15 @@ class _Run:
             gate=self.gate,
         )
         started = time.perf_counter()
-        strategy = self.settings.strategy
+        strategy = strategy if strategy is not None else self.settings.strategy
+        budget = budget if budget is not None else self.settings.budget
         try:
             # Queued before its first call, like the prior: a resume can tell an edited prompt.
             hashed = self.store.submit_prompt_hash(prompt.id, prompt_hash(prompt))
             prior = await self.prior_for(prompt)
             await hashed
             tree = await strategy.run(
-                prompt, ctx, budget=self.settings.budget, seed=self.settings.seed, prior=prior
+                prompt, ctx, budget=budget, seed=self.settings.seed, prior=prior
             )
             await ctx.flush()
         except (asyncio.CancelledError, StoreError):
@@ -233,13 +256,9 @@ class _Run:
             logger.exception("prompt %r: the %s search failed", prompt.id, strategy.name)
             await ctx.flush()  # its calls were paid for: keep them (a StoreError propagates)
             ctx.compute.wall_s = time.perf_counter() - started
-            await self._finish(
-                prompt.id,
-                failed_result(prompt, strategy.name, exc, ctx.compute),
-                ctx.compute,
-                ok=False,
-            )
-            return
+            failed = failed_result(prompt, strategy.name, exc, ctx.compute)
+            await self._finish(prompt.id, failed, ctx.compute, ok=False)
+            return PromptOutcome(failed, None, False)
         ctx.compute.wall_s = time.perf_counter() - started
         evidence = evidence_from_tree(tree)
         self.learned = self.learned + evidence
@@ -247,9 +266,11 @@ class _Run:
         # export and reports read) and its evidence stored.
         tree_written = self.store.submit_tree(prompt.id, tree.to_dict())
         evidence_written = self.store.submit_evidence(prompt.id, evidence.to_json())
-        await self._finish(prompt.id, tree_result(prompt, tree, ctx.compute), ctx.compute, ok=True)
+        result = tree_result(prompt, tree, ctx.compute)
+        await self._finish(prompt.id, result, ctx.compute, ok=True)
         await tree_written
         await evidence_written
+        return PromptOutcome(result, tree, True)
 
     async def _finish(
         self, prompt_id: str, result: dict[str, Any], compute: Compute, *, ok: bool
@@ -391,7 +412,7 @@ async def _run_in(
         progress.started(total=total, already_done=already_done)
     async with AgentPool(settings.agents, seed=settings.seed) as pool:
         with _open_results(run_dir) as results:
-            state = _Run(settings, run_dir, store, pool, reward, results, progress, cache)
+            state = RunSession(settings, run_dir, store, pool, reward, results, progress, cache)
             state.report.total = total
             try:
                 state.report.interrupted = await _feed_until_stopped(
@@ -465,7 +486,9 @@ def _releaser(
     return release
 
 
-async def _feed(state: _Run, input_path: Path, prompt_field: str | None, limit: int | None) -> None:
+async def _feed(
+    state: RunSession, input_path: Path, prompt_field: str | None, limit: int | None
+) -> None:
     """Stream the input, start prompts under the in-flight bound, wait for them all."""
     slots = asyncio.Semaphore(state.settings.runner.prompts_in_flight)
     tasks: set[asyncio.Task[None]] = set()
@@ -487,7 +510,7 @@ async def _feed(state: _Run, input_path: Path, prompt_field: str | None, limit: 
             if fatal or state.gate.closed:  # no new prompt once stopping, or failed
                 slots.release()
                 break
-            task = asyncio.create_task(state.run_prompt(item), name=f"prompt:{item.id}")
+            task = asyncio.create_task(_run_one(state, item), name=f"prompt:{item.id}")
             tasks.add(task)
             task.add_done_callback(_releaser(tasks, slots, fatal))
         if tasks and not fatal:
@@ -499,3 +522,7 @@ async def _feed(state: _Run, input_path: Path, prompt_field: str | None, limit: 
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _run_one(state: RunSession, prompt: Prompt) -> None:
+    await state.run_prompt(prompt)

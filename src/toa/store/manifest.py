@@ -174,6 +174,7 @@ def setting_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]
 def _relevant(manifest: Mapping[str, Any]) -> dict[str, Any]:
     config = dict(manifest.get("config", {}))
     config.pop("runner", None)
+    config.pop("serve", None)  # `toa serve`'s limits: nothing generated depends on them
     config.pop("eval", None)  # judges the answers afterwards: changes nothing generated
     config["agents"] = [
         {k: v for k, v in agent.items() if k not in _AGENT_OPERATIONAL}
