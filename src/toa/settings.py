@@ -46,6 +46,9 @@ class RunnerSettings:
 
     prompts_in_flight: int = 16
     cache: str | None = None
+    backend: str = "local"
+    workers: int = 2
+    address: str | None = None
 
 
 @dataclass(frozen=True)

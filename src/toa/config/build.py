@@ -47,14 +47,20 @@ def with_overrides(
     budget: int | None = None,
     cache: str | None = None,
     agent: str | None = None,
+    backend: str | None = None,
+    workers: int | None = None,
+    address: str | None = None,
 ) -> RunSettings:
     """The same settings with the CLI's --strategy / --budget / --cache applied (and `agent`,
-    the single agent of random / prs: `toa sweep --single-agent`).
+    the single agent of random / prs: `toa sweep --single-agent`; `backend`, `workers`,
+    `address`: the runner's, `toa run --backend ray --workers N --ray-address A`).
 
     The overrides edit the run's configuration data (what the manifest records), which is then
     validated like a file: a new strategy gets its defaults and its own checks.
     """
-    if strategy is None and budget is None and cache is None and agent is None:
+    runner = {"backend": backend, "workers": workers, "address": address}
+    runner = {k: v for k, v in runner.items() if v is not None}
+    if strategy is None and budget is None and cache is None and agent is None and not runner:
         return settings
     data = _without_none(settings.config_data)
     if strategy is not None and strategy != data["strategy"].get("name"):
@@ -65,6 +71,7 @@ def with_overrides(
         data["runner"]["cache"] = cache
     if agent is not None:
         data["strategy"]["agent"] = agent
+    data["runner"].update(runner)
     return parse_config(data, source=settings.source)
 
 
@@ -152,7 +159,11 @@ def _build(config: RunConfig, source: str) -> RunSettings:
         templates=templates,
         reward_factory=partial(build_reward, config.reward),
         runner=RunnerSettings(
-            prompts_in_flight=config.runner.prompts_in_flight, cache=config.runner.cache
+            prompts_in_flight=config.runner.prompts_in_flight,
+            cache=config.runner.cache,
+            backend=config.runner.backend,
+            workers=config.runner.workers,
+            address=config.runner.address,
         ),
         seed=config.seed,
         config_data=config.model_dump(mode="json"),

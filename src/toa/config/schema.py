@@ -180,9 +180,10 @@ class TemplatesConfig(StrictModel):
 
 
 class RunnerConfig(StrictModel):
-    """How the engine runs: prompts at once (each with its own tree), the generation cache.
+    """How the engine runs: prompts at once (each with its own tree), the generation cache,
+    the backend (this process, or Ray actors).
 
-    Neither changes what is generated, so both may change when a run is resumed.
+    None of it changes what is generated, so all may change when a run is resumed.
     """
 
     prompts_in_flight: int = Field(16, ge=1)
@@ -190,6 +191,15 @@ class RunnerConfig(StrictModel):
         None,
         min_length=1,
         description="a generation cache file shared across runs (SQLite; see toa.store.cache)",
+    )
+    backend: Literal["local", "ray"] = Field(
+        "local", description="local: this process; ray: a pool of Ray actors (toa.scale)"
+    )
+    workers: int = Field(2, ge=1, description="ray: worker actors")
+    address: str | None = Field(
+        None,
+        min_length=1,
+        description="ray: the cluster (auto, HOST:PORT); unset: a local Ray started for the run",
     )
 
 

@@ -58,7 +58,7 @@ from toa.store.records import (
     request_key,
     text_hash,
 )
-from toa.store.run_store import CallRecord, RewardRecord, RunStore
+from toa.store.run_store import CallRecord, RecordSink, RewardRecord
 from toa.types import (
     Completion,
     Message,
@@ -143,7 +143,7 @@ class PromptContext:
         *,
         pool: AgentPool,
         reward: RewardModel,
-        store: RunStore | None,
+        store: RecordSink | None,
         run_seed: int,
         prices: dict[str, Price] | None = None,
         stored_calls: dict[int, CallRecord] | None = None,

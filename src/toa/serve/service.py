@@ -24,7 +24,7 @@ from typing import IO, Any
 from toa.agents import AgentPool
 from toa.config import with_overrides
 from toa.engine.preflight import check_serve_start
-from toa.engine.runner import PromptOutcome, RunSession
+from toa.engine.session import PromptOutcome, RunSession
 from toa.errors import ConfigError, ServeRequestError
 from toa.search.context import Strategy
 from toa.search.strategies import STRATEGY_NAMES

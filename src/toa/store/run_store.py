@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from toa.errors import StoreError
 from toa.store.sqlite import configure, connect
@@ -43,6 +43,7 @@ from toa.store.writer import Barrier, GroupWriter, Write, WriteItem, repair_hint
 __all__ = [
     "SCHEMA_VERSION",
     "CallRecord",
+    "RecordSink",
     "ResultStatus",
     "RewardRecord",
     "RunStore",
@@ -219,6 +220,43 @@ def _with_bool(row: tuple[Any, ...], index: int) -> list[Any]:
     values = list(row)
     values[index] = bool(values[index])
     return values
+
+
+class RecordSink(Protocol):
+    """What a prompt's search reads from and writes to its run's records: the run store
+    (`RunStore`), or a Ray worker's buffer that the driver writes to the run store
+    (`toa.scale.ray_backend`). Writes are queued in order; each future is set once the record
+    is as durable as the sink makes it."""
+
+    failure: StoreError | None
+
+    def calls_for(self, prompt_id: str) -> dict[int, CallRecord]: ...
+
+    def spare_calls_for(self, prompt_id: str) -> list[CallRecord]: ...
+
+    def rewards_for(self, prompt_id: str) -> dict[int, RewardRecord]: ...
+
+    def prior_for(self, prompt_id: str) -> str | None: ...
+
+    def iter_evidence(self, page_size: int = 256) -> Iterator[tuple[str, str]]: ...
+
+    def submit_call(self, rec: CallRecord) -> asyncio.Future[None]: ...
+
+    def submit_spare_call(self, rec: CallRecord) -> asyncio.Future[None]: ...
+
+    def submit_reward(self, rec: RewardRecord) -> asyncio.Future[None]: ...
+
+    def submit_prior(self, prompt_id: str, prior_json: str) -> asyncio.Future[None]: ...
+
+    def submit_prompt_hash(self, prompt_id: str, prompt_hash: str) -> asyncio.Future[None]: ...
+
+    def submit_tree(self, prompt_id: str, tree: dict[str, Any]) -> asyncio.Future[None]: ...
+
+    def submit_evidence(self, prompt_id: str, evidence_json: str) -> asyncio.Future[None]: ...
+
+    async def write_result(
+        self, prompt_id: str, status: ResultStatus, result_json: str
+    ) -> None: ...
 
 
 class StoreReader:
