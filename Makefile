@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(PIP) install --quiet --upgrade pip
 
 $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e '.[dev,bench,peers,math,translation,parquet,datasets,train,hf,plot]'
+	$(PIP) install --quiet -e '.[dev,bench,peers,math,translation,parquet,datasets,train,hf,plot,ray]'
 	touch $@
 
 install-dev: $(VENV)/.dev-installed

@@ -25,6 +25,16 @@ _RERUN_CHANGED = typer.Option(
 )
 
 
+_BACKEND = typer.Option(
+    "--backend", help="local (this process) or ray (Ray worker actors; sets runner.backend)."
+)
+_WORKERS = typer.Option("--workers", help="Ray worker actors (sets runner.workers).", min=1)
+_RAY_ADDRESS = typer.Option(
+    "--ray-address",
+    help="The Ray cluster: auto or HOST:PORT (default: a local Ray started for the run).",
+)
+
+
 def _execute(
     settings: RunSettings,
     *,
@@ -114,6 +124,9 @@ def run_command(
         ),
     ] = False,
     rerun_changed: Annotated[bool, _RERUN_CHANGED] = False,
+    backend: Annotated[str | None, _BACKEND] = None,
+    workers: Annotated[int | None, _WORKERS] = None,
+    ray_address: Annotated[str | None, _RAY_ADDRESS] = None,
 ) -> None:
     """Run a strategy over every prompt; every call is stored as it completes.
 
@@ -122,8 +135,9 @@ def run_command(
     """
     try:
         settings = with_overrides(
-            load_config(config), strategy=strategy, budget=budget, cache=_cache_path(cache)
-        )
+            load_config(config), strategy=strategy, budget=budget, cache=_cache_path(cache),
+            backend=backend, workers=workers, address=ray_address,
+        )  # fmt: skip
         _execute(
             settings,
             input_path=input,
@@ -150,16 +164,21 @@ def resume_command(
         typer.Option(help="Use this generation cache file (default: the run's own setting)."),
     ] = None,
     rerun_changed: Annotated[bool, _RERUN_CHANGED] = False,
+    backend: Annotated[str | None, _BACKEND] = None,
+    workers: Annotated[int | None, _WORKERS] = None,
+    ray_address: Annotated[str | None, _RAY_ADDRESS] = None,
 ) -> None:
-    """Continue a stopped run with its own configuration; never repeats a finished call."""
+    """Continue a stopped run with its own configuration; never repeats a finished call.
+
+    The backend (--backend, --workers, --ray-address) may differ from the first run's."""
     from toa.store.manifest import read_manifest
 
     try:
         manifest = read_manifest(run_dir)
         settings = with_overrides(
             parse_config(manifest["config"], source=str(run_dir / "manifest.json")),
-            cache=_cache_path(cache),
-        )
+            cache=_cache_path(cache), backend=backend, workers=workers, address=ray_address,
+        )  # fmt: skip
         source = manifest.get("input", {})
         input_path = Path(source.get("path", ""))
         if not input_path.is_file():

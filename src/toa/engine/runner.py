@@ -23,6 +23,7 @@ from pathlib import Path
 from toa.agents import AgentPool
 from toa.engine.input_identity import InputScan
 from toa.engine.preflight import check_start
+from toa.engine.ray_runner import check_ray, run_on_ray
 from toa.engine.session import (
     DRAIN_S,
     ProgressSink,
@@ -36,7 +37,7 @@ from toa.engine.session import (
     open_results,
     prepare_run,
 )
-from toa.errors import InputError
+from toa.errors import ConfigError, InputError
 from toa.inputs.readers import read_prompts
 from toa.settings import RunSettings
 from toa.store.cache import GenerationCache
@@ -95,6 +96,13 @@ async def run(
     """
     input_path, run_dir = Path(input_path), Path(run_dir)
     check_start(settings, input_path=input_path, run_dir=run_dir, force=force)
+    if settings.runner.backend == "ray":
+        check_ray(settings.runner.address)
+        if settings.runner.cache is not None:
+            raise ConfigError(
+                "runner.cache is not supported with runner.backend ray (the workers have no "
+                "shared file); leave it out, or run locally"
+            )
     with run_lock(run_dir):
         store, scan = await prepare_run(
             settings, run_dir, input_path, prompt_field, limit, rerun_changed
@@ -104,10 +112,18 @@ async def run(
             if settings.runner.cache is not None:
                 cache = GenerationCache(settings.runner.cache)
             rebuild_results(run_dir, store)
-            report = await _run_in(
-                settings, run_dir, store, input_path, prompt_field, limit, progress, stop, cache,
-                scan, drain_s,
-            )  # fmt: skip
+            if settings.runner.backend == "ray":
+                with open_results(run_dir) as results:
+                    report = await run_on_ray(
+                        settings, run_dir=run_dir, store=store, results=results,
+                        input_path=input_path, prompt_field=prompt_field, limit=limit,
+                        progress=progress, stop=stop, scan=scan, drain_s=drain_s,
+                    )  # fmt: skip
+            else:
+                report = await _run_in(
+                    settings, run_dir, store, input_path, prompt_field, limit, progress, stop,
+                    cache, scan, drain_s,
+                )  # fmt: skip
         except BaseException:
             close_run(run_dir, store, cache, quiet=True)  # the first error is the one to report
             raise
