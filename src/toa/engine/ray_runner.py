@@ -42,6 +42,7 @@ from toa.agents import AgentPool
 from toa.config import parse_config
 from toa.engine.accounting import Compute
 from toa.engine.input_identity import InputScan
+from toa.engine.results import failed_result
 from toa.engine.session import (
     ProgressSink,
     RunReport,
@@ -300,6 +301,7 @@ class _Driver:
             self.learned = settings.prior + self.learned
         self.spawned = 0
         self.lost_workers = 0
+        self.watches: set[asyncio.Task[None]] = set()
 
     # ------------------------------------------------------------------------- workers
 
@@ -340,7 +342,9 @@ class _Driver:
         self.payload_of[prompt.id] = prompt
         ref = slot.actor.run.remote(payload)
         self.refs[prompt.id] = ref
-        asyncio.get_running_loop().create_task(self._watch(prompt.id, slot, ref))
+        watch = asyncio.get_running_loop().create_task(self._watch(prompt.id, slot, ref))
+        self.watches.add(watch)
+        watch.add_done_callback(self.watches.discard)
 
     async def _watch(self, prompt_id: str, slot: _Slot, ref: Any) -> None:
         """Wait for a prompt's search; a dead worker is replaced and its prompts start again."""
@@ -349,8 +353,12 @@ class _Driver:
         except self.ray.exceptions.RayActorError:
             if prompt_id in self.payload_of and not self.stopping:
                 await self._lost(slot)
-        except Exception:  # the worker turns search failures into results: a bug of ours
-            logger.exception("prompt %r: the worker failed", prompt_id)
+        except Exception as exc:  # the worker turns search failures into results: not this
+            if prompt_id in self.payload_of and not self.stopping:
+                logger.error("prompt %r: the ray worker failed: %s", prompt_id, exc)
+                prompt = self.payload_of[prompt_id]
+                failed = failed_result(prompt, self.settings.strategy_name, exc, Compute())
+                await self._result(slot, prompt_id, "failed", json.dumps(failed))
 
     stopping = False
 
@@ -368,7 +376,9 @@ class _Driver:
         )
         replacement = self.spawn(slot.index)
         self.slots[self.slots.index(slot)] = replacement
-        await asyncio.sleep(POLL_S)  # what the other workers handed over is stored first
+        # What the dead worker handed over is committed before its prompts' stored calls are
+        # read for the new worker: a call collected but not yet committed would be paid twice.
+        await asyncio.to_thread(self.store.flush)
         for prompt_id in orphans:
             await self.dispatch(self.payload_of[prompt_id])
 
@@ -506,6 +516,10 @@ async def run_on_ray(
             collector.cancel()
             await asyncio.gather(collector, return_exceptions=True)
         driver.stopping = True
+        for watch in list(driver.watches):
+            watch.cancel()
+        if driver.watches:
+            await asyncio.gather(*driver.watches, return_exceptions=True)
         closing = [s.actor.close.remote() for s in driver.slots if s.alive]
         if closing:
             await asyncio.gather(*closing, return_exceptions=True)
