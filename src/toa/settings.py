@@ -49,6 +49,8 @@ class RunnerSettings:
     backend: str = "local"
     workers: int = 2
     address: str | None = None
+    reward_placement: str = "worker"
+    reward_num_gpus: float = 0.0
 
 
 @dataclass(frozen=True)

@@ -214,3 +214,53 @@ def test_missing_ray_and_a_dead_address_are_refused_before_any_call(
             asyncio.run(run(settings, input_path=prompts, run_dir=tmp_path / "run"))
         assert fake.stats()["total"] == 0
     assert not (tmp_path / "run").exists()
+
+
+def test_the_reward_can_run_once_in_a_ray_actor_shared_by_the_workers(tmp_path: Path) -> None:
+    pytest.importorskip("transformers", reason="the hf extra is not installed")
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rewards"))
+    from test_hf import save_llama
+
+    model = save_llama(tmp_path / "tiny-reward")
+    prompts = _prompts(tmp_path / "prompts.jsonl", 8)
+    seen: set[str] = set()
+    with running_in_thread(latency_ms=(1.0, 4.0), seed=1) as fake:
+        data = json.loads(json.dumps(_settings(fake.base_url, STRATEGIES[1]).config_data))
+        data["reward"] = {"type": "hf", "path": str(model), "device": "cpu"}
+        settings = parse_config(data)
+        asyncio.run(run(settings, input_path=prompts, run_dir=tmp_path / "local"))
+        shared = with_overrides(settings, backend="ray", workers=2)
+        data = json.loads(json.dumps(shared.config_data))
+        data["runner"]["reward_placement"] = "ray"
+        shared = parse_config(data)
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                seen.update(a["name"] for a in ray.util.list_named_actors(all_namespaces=True))
+                time.sleep(0.2)
+
+        watcher = threading.Thread(target=watch)
+        watcher.start()
+        try:
+            report = asyncio.run(run(shared, input_path=prompts, run_dir=tmp_path / "ray"))
+        finally:
+            done.set()
+            watcher.join(10)
+    assert (report.finished, report.failed) == (8, 0)
+    local, remote = _trees(tmp_path / "local"), _trees(tmp_path / "ray")
+    # The same trees and scores; a score may differ in its last digits: a batch padded
+    # differently (other prompts share it) changes float rounding in the model.
+    assert remote.keys() == local.keys()
+    for pid, tree in local.items():
+        other = remote[pid]
+        assert [n["text"] for n in other["nodes"]] == [n["text"] for n in tree["nodes"]]
+        for mine, theirs in zip(tree["nodes"], other["nodes"], strict=True):
+            if mine["reward"] is None:
+                assert theirs["reward"] is None
+            else:
+                assert theirs["reward"] == pytest.approx(mine["reward"], abs=1e-4)
+    assert [n for n in seen if n.endswith("-reward")], seen
+    rewards = [n["reward"] for t in remote.values() for n in t["nodes"] if n["kind"] == "response"]
+    assert rewards
+    assert all(isinstance(r, float) for r in rewards)

@@ -164,6 +164,8 @@ def _build(config: RunConfig, source: str) -> RunSettings:
             backend=config.runner.backend,
             workers=config.runner.workers,
             address=config.runner.address,
+            reward_placement=config.runner.reward_placement,
+            reward_num_gpus=config.runner.reward_num_gpus,
         ),
         seed=config.seed,
         config_data=config.model_dump(mode="json"),

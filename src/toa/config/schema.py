@@ -196,6 +196,12 @@ class RunnerConfig(StrictModel):
         "local", description="local: this process; ray: a pool of Ray actors (toa.scale)"
     )
     workers: int = Field(2, ge=1, description="ray: worker actors")
+    reward_placement: Literal["worker", "ray"] = Field(
+        "worker",
+        description="ray: where the reward runs: in each worker, or one Ray actor every worker "
+        "calls (a model loaded once, batched across workers; with reward_num_gpus)",
+    )
+    reward_num_gpus: float = Field(0.0, ge=0, description="ray: GPUs of the reward actor")
     address: str | None = Field(
         None,
         min_length=1,

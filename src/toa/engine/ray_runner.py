@@ -33,7 +33,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
@@ -57,7 +57,7 @@ from toa.search.priors import Prior
 from toa.settings import RunSettings
 from toa.store.layout import RESULTS_NAME
 from toa.store.run_store import CallRecord, ResultStatus, RewardRecord, RunStore
-from toa.types import Prompt
+from toa.types import Prompt, Score
 
 __all__ = [
     "NAMESPACE",
@@ -65,6 +65,8 @@ __all__ = [
     "PromptPayload",
     "PromptWorker",
     "RecordBuffer",
+    "RemoteReward",
+    "RewardServer",
     "check_ray",
     "run_on_ray",
 ]
@@ -204,11 +206,56 @@ def worker_settings(settings: RunSettings, workers: int) -> RunSettings:
     return replace(settings, agents=agents)
 
 
+class RewardServer:
+    """The run's reward in one Ray actor (``runner.reward_placement: ray``): loaded once (on
+    the GPUs the actor was given), called by every worker; rewards with a model or a server
+    behind them batch the concurrent calls of all workers (`toa.rewards.batching`)."""
+
+    def __init__(self, config_data: Mapping[str, Any], source: str) -> None:
+        self.settings = parse_config(dict(config_data), source=source)
+        self.reward: RewardModel | None = None
+
+    async def score(self, prompt: Prompt, responses: list[str]) -> list[Any]:
+        if self.reward is None:
+            self.reward = await asyncio.to_thread(self.settings.build_reward)
+        return await self.reward.score(prompt, responses)
+
+    async def close(self) -> None:
+        if self.reward is not None:
+            await self.reward.aclose()
+
+
+class RemoteReward:
+    """A worker's `RewardModel` that asks the run's `RewardServer` actor."""
+
+    def __init__(self, actor: Any, name: str) -> None:
+        self._actor = actor
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def score(self, prompt: Prompt, responses: Sequence[str]) -> list[Score]:
+        scores: list[Score] = await self._actor.score.remote(prompt, list(responses))
+        return scores
+
+    async def aclose(self) -> None:
+        return None
+
+
 class PromptWorker:
     """One Ray actor's engine (see the module docstring); made a Ray actor by `run_on_ray`."""
 
-    def __init__(self, config_data: Mapping[str, Any], source: str, workers: int) -> None:
+    def __init__(
+        self,
+        config_data: Mapping[str, Any],
+        source: str,
+        workers: int,
+        reward_actor: Any = None,
+    ) -> None:
         self.settings = worker_settings(parse_config(dict(config_data), source=source), workers)
+        self._reward_actor = reward_actor
         self.buffer = RecordBuffer()
         self._session: RunSession | None = None
         self._pool: AgentPool | None = None
@@ -220,7 +267,11 @@ class PromptWorker:
             self._opening = asyncio.Lock()
         async with self._opening:
             if self._session is None:
-                self._reward = await asyncio.to_thread(self.settings.build_reward)
+                if self._reward_actor is not None:
+                    kind = str(self.settings.config_data.get("reward", {}).get("type"))
+                    self._reward = RemoteReward(self._reward_actor, kind)
+                else:
+                    self._reward = await asyncio.to_thread(self.settings.build_reward)
                 self._pool = AgentPool(self.settings.agents, seed=self.settings.seed)
                 await self._pool.open()
                 results: IO[str] = _Discard()
@@ -302,6 +353,14 @@ class _Driver:
         self.spawned = 0
         self.lost_workers = 0
         self.watches: set[asyncio.Task[None]] = set()
+        self.reward_actor: Any = None
+        if settings.runner.reward_placement == "ray":
+            remote = ray.remote(
+                num_cpus=0, num_gpus=settings.runner.reward_num_gpus, max_concurrency=10_000
+            )(RewardServer)
+            self.reward_actor = remote.options(
+                name=f"toa-{self.token}-reward", namespace=NAMESPACE
+            ).remote(settings.config_data, settings.source)
 
     # ------------------------------------------------------------------------- workers
 
@@ -309,7 +368,10 @@ class _Driver:
         remote = self.ray.remote(num_cpus=0, max_restarts=0, max_concurrency=10_000)(PromptWorker)
         actor = remote.options(
             name=f"toa-{self.token}-w{index}-{self.spawned}", namespace=NAMESPACE
-        ).remote(self.settings.config_data, self.settings.source, self.settings.runner.workers)
+        ).remote(
+            self.settings.config_data, self.settings.source, self.settings.runner.workers,
+            self.reward_actor,
+        )  # fmt: skip
         self.spawned += 1
         return _Slot(index, actor)
 
@@ -525,6 +587,9 @@ async def run_on_ray(
             await asyncio.gather(*closing, return_exceptions=True)
         for slot in driver.slots:
             ray.kill(slot.actor, no_restart=True)
+        if driver.reward_actor is not None:
+            await asyncio.gather(driver.reward_actor.close.remote(), return_exceptions=True)
+            ray.kill(driver.reward_actor, no_restart=True)
         if own:
             ray.shutdown()
         report.wall_s = time.perf_counter() - started
