@@ -34,8 +34,8 @@ from toa.engine.session import (
     close_run,
     feed_until_stopped,
     learned_prior,
-    open_results,
     prepare_run,
+    results_file,
 )
 from toa.errors import ConfigError, InputError
 from toa.inputs.readers import read_prompts
@@ -113,7 +113,7 @@ async def run(
                 cache = GenerationCache(settings.runner.cache)
             rebuild_results(run_dir, store)
             if settings.runner.backend == "ray":
-                with open_results(run_dir) as results:
+                with results_file(run_dir) as results:
                     report = await run_on_ray(
                         settings, run_dir=run_dir, store=store, results=results,
                         input_path=input_path, prompt_field=prompt_field, limit=limit,
@@ -152,7 +152,7 @@ async def _run_in(
     if progress is not None:
         progress.started(total=total, already_done=already_done)
     async with AgentPool(settings.agents, seed=settings.seed) as pool:
-        with open_results(run_dir) as results:
+        with results_file(run_dir) as results:
             state = RunSession(settings, run_dir, store, pool, reward, results, progress, cache)
             state.report.total = total
             try:

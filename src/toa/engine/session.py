@@ -10,10 +10,11 @@ stop. `toa.engine.runner` drives them in this process, `toa.engine.ray_runner` o
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -58,6 +59,7 @@ __all__ = [
     "learned_prior",
     "open_results",
     "prepare_run",
+    "results_file",
 ]
 
 logger = logging.getLogger("toa.engine.runner")  # the runner's logger, as before the split
@@ -306,6 +308,28 @@ def open_results(run_dir: Path) -> IO[str]:
         raise StoreError(
             f"{path}: cannot open the results file ({exc.strerror or exc}; {free_space(path)} "
             f"free there); nothing was sent. Free space, then `toa resume {run_dir}`"
+        ) from exc
+
+
+@contextlib.contextmanager
+def results_file(run_dir: Path) -> Iterator[IO[str]]:
+    """`open_results`, closed at the end. A close that fails (the disk filled: the buffered
+    line cannot be written) does not hide the error already on its way out; alone, it is a
+    `StoreError`. The store holds every result, and results.jsonl is rebuilt from it."""
+    handle = open_results(run_dir)
+    try:
+        yield handle
+    except BaseException:
+        with contextlib.suppress(OSError):
+            handle.close()
+        raise
+    path = run_dir / RESULTS_NAME
+    try:
+        handle.close()
+    except OSError as exc:
+        raise StoreError(
+            f"{path}: cannot write the last results ({exc.strerror or exc}; {free_space(path)} "
+            f"free there): the store keeps them; free space, then `toa resume {run_dir}`"
         ) from exc
 
 
