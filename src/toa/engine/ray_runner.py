@@ -48,7 +48,7 @@ from toa.engine.session import (
     RunReport,
     RunSession,
     add_compute,
-    learned_prior,
+    starting_prior,
 )
 from toa.errors import ConfigError, InputError, StoreError
 from toa.inputs.readers import read_prompts
@@ -343,15 +343,10 @@ class _Driver:
         self.token = secrets.token_hex(3)
         self.slots: list[_Slot] = []
         self.payload_of: dict[str, Prompt] = {}  # dispatched, without a result yet
-        self.refs: dict[str, Any] = {}
-        self.finished = asyncio.Event()
         self.room = asyncio.Semaphore(settings.runner.prompts_in_flight)
-        agents = tuple(a.name for a in settings.agents)
-        self.learned = learned_prior(store, agents)
-        if settings.prior_source == "online" and settings.prior is not None:
-            self.learned = settings.prior + self.learned
+        self.learned = starting_prior(store, settings)
+        self.stopping = False  # set once the run stops: a worker's death then changes nothing
         self.spawned = 0
-        self.lost_workers = 0
         self.watches: set[asyncio.Task[None]] = set()
         self.reward_actor: Any = None
         if settings.runner.reward_placement == "ray":
@@ -403,7 +398,6 @@ class _Driver:
         slot.prompts.add(prompt.id)
         self.payload_of[prompt.id] = prompt
         ref = slot.actor.run.remote(payload)
-        self.refs[prompt.id] = ref
         watch = asyncio.get_running_loop().create_task(self._watch(prompt.id, slot, ref))
         self.watches.add(watch)
         watch.add_done_callback(self.watches.discard)
@@ -422,13 +416,10 @@ class _Driver:
                 failed = failed_result(prompt, self.settings.strategy_name, exc, Compute())
                 await self._result(slot, prompt_id, "failed", json.dumps(failed))
 
-    stopping = False
-
     async def _lost(self, slot: _Slot) -> None:
         if not slot.alive:
             return
         slot.alive = False
-        self.lost_workers += 1
         orphans = sorted(p for p in slot.prompts if p in self.payload_of)
         logger.warning(
             "ray worker %d died; %d unfinished prompt(s) go to a new worker (their stored calls "
@@ -503,7 +494,6 @@ class _Driver:
                 f"free space, then `toa resume {self.run_dir}`"
             ) from exc
         del self.payload_of[prompt_id]
-        self.refs.pop(prompt_id, None)
         slot.prompts.discard(prompt_id)
         self.room.release()
         if self.progress is not None:

@@ -60,6 +60,7 @@ __all__ = [
     "open_results",
     "prepare_run",
     "results_file",
+    "starting_prior",
 ]
 
 logger = logging.getLogger("toa.engine.runner")  # the runner's logger, as before the split
@@ -111,6 +112,15 @@ def learned_prior(store: RecordSink | StoreReader, agents: tuple[str, ...]) -> P
     learned = Prior.empty(agents)
     for _prompt_id, evidence_json in store.iter_evidence():
         learned = learned + Prior.from_dict(json.loads(evidence_json))
+    return learned
+
+
+def starting_prior(store: RecordSink | StoreReader, settings: RunSettings) -> Prior:
+    """What a run knows when it (re)starts: what its finished prompts taught (`learned_prior`),
+    after the configured prior file when the source is online (a starting point)."""
+    learned = learned_prior(store, tuple(a.name for a in settings.agents))
+    if settings.prior_source == "online" and settings.prior is not None:
+        learned = settings.prior + learned
     return learned
 
 
@@ -199,9 +209,7 @@ class RunSession:
         self.report = RunReport(run_dir=run_dir)
         self.gate = SpendGate()
         self.prices = dict(settings.prices)
-        self.learned = learned_prior(store, tuple(a.name for a in settings.agents))
-        if settings.prior_source == "online" and settings.prior is not None:
-            self.learned = settings.prior + self.learned  # a starting point, then the run's own
+        self.learned = starting_prior(store, settings)
 
     async def prior_for(self, prompt: Prompt) -> Prior | None:
         """The prior this prompt's search starts from: the one stored with it (a resume),

@@ -24,14 +24,14 @@ from typing import IO, Any
 from toa.agents import AgentPool
 from toa.config import with_overrides
 from toa.engine.preflight import check_serve_start
-from toa.engine.session import PromptOutcome, RunSession
+from toa.engine.session import PromptOutcome, RunSession, results_file
 from toa.errors import ConfigError, ServeRequestError
 from toa.search.context import Strategy
 from toa.search.strategies import STRATEGY_NAMES
 from toa.serve.protocol import SearchRequest
 from toa.settings import RunSettings
 from toa.store.cache import GenerationCache
-from toa.store.layout import MANIFEST_NAME, RESULTS_NAME, STORE_NAME
+from toa.store.layout import MANIFEST_NAME, STORE_NAME
 from toa.store.manifest import build_manifest, check_resumable, read_manifest, write_manifest
 from toa.store.run_files import rebuild_results, run_lock
 from toa.store.run_store import RunStore
@@ -116,9 +116,7 @@ class ServeService:
             pool = await stack.enter_async_context(
                 AgentPool(self.settings.agents, seed=self.settings.seed)
             )
-            results: IO[str] = stack.enter_context(
-                (serve_dir / RESULTS_NAME).open("a", encoding="utf-8")
-            )
+            results: IO[str] = stack.enter_context(results_file(serve_dir))
             stack.callback(rebuild_results, serve_dir, store)  # runs before the store closes
             stack.callback(store.flush)
             self._pool = pool
