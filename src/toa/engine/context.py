@@ -52,6 +52,7 @@ from toa.store.cache import CachedGeneration, GenerationCache
 from toa.store.records import (
     call_seed,
     failed_record,
+    messages_json,
     ok_record,
     replayed_score,
     request_hash,
@@ -189,8 +190,9 @@ class PromptContext:
         self, agent: str, messages: Sequence[Message], *, node_id: int
     ) -> Completion:
         client = self._pool[agent]
-        sampling = self._seeded(client.spec, messages)
-        key = request_hash(client.spec, messages, sampling.to_request_fields())
+        encoded = messages_json(messages)  # encoded once for the request's key and its hash
+        sampling = self._seeded(client.spec, messages, encoded)
+        key = request_hash(client.spec, messages, sampling.to_request_fields(), encoded=encoded)
         stored = self._stored_calls.get(node_id)
         if stored is not None and stored.agent == agent and stored.request_hash == key:
             return self._replay(stored, client.spec)
@@ -226,13 +228,15 @@ class PromptContext:
             self._cache.put(key, completion)
         return completion
 
-    def _seeded(self, spec: AgentSpec, messages: Sequence[Message]) -> SamplingParams:
+    def _seeded(
+        self, spec: AgentSpec, messages: Sequence[Message], encoded: str | None = None
+    ) -> SamplingParams:
         """The agent's sampling with this request's seed; counts the request's occurrence.
 
         Synchronous on purpose: concurrent calls started in one order (`asyncio.gather`) take
         their occurrence indexes in that order, on the first run and on a resume alike.
         """
-        key = request_key(spec, messages)
+        key = request_key(spec, messages, encoded=encoded)
         occurrence = self._occurrences[key]
         self._occurrences[key] = occurrence + 1
         seed = call_seed(self._run_seed, self.prompt.id, key, occurrence)

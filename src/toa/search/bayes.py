@@ -50,7 +50,7 @@ from typing import Literal
 from toa.errors import ConfigError, TOAError
 from toa.search.context import derive_rng
 from toa.search.plays import Play, TOAConfig
-from toa.search.priors import COLD_GAIN, Prior, rank_evidence, reward_spread
+from toa.search.priors import COLD_GAIN, Prior, Spread, rank_evidence
 from toa.search.steps import record_score
 from toa.search.templates import Templates, aggregate_messages, fresh_messages, refine_messages
 from toa.search.tree import ROOT_ID, SearchTree
@@ -181,6 +181,8 @@ class BayesState:
         )
         self.rng = derive_rng(seed, prompt.id)
         self.history: list[float] = []
+        self._spread = Spread()  # of `history`, kept as it grows
+        self._ranked: list[tuple[float, int]] = []  # scored responses as `tree.ranked()` orders
         self.started = 0
         self._normaliser = config.normalisation.function()
         strength = config.prior_strength
@@ -245,27 +247,33 @@ class BayesState:
         best = self._best
         best_at = self._best_percentile()
         spread = math.pow((self.budget - self.started + 1) / self.budget, HORIZON_POWER)
-        rng = self.rng
+        # The hot loop of every play: `rng`'s draws stay in exactly this order (sample by
+        # sample the same as `Belief.sample_gain`, `draw` inlined), so seeded trees stay the same.
+        gamma, beta = self.rng.gammavariate, self.rng.betavariate
 
-        def draw(sample: float, mean: float) -> float:
-            return max(0.0, mean + spread * (sample - mean))
+        def gained(belief: Belief, prior: Params) -> float:
+            weight = prior.gain_weight + belief.gained
+            mean = (prior.gain * prior.gain_weight + belief.gain) / weight
+            return max(0.0, mean + spread * (gamma(weight, mean / weight) - mean))
 
         def chance_and_gain(belief: Belief, prior: Params) -> float:
-            a, b = belief.refine_params(prior)
-            chance = draw(rng.betavariate(a, b), a / (a + b))
-            return chance * draw(belief.sample_gain(rng, prior), belief.mean_gain(prior))
+            a = prior.a + belief.wins
+            b = prior.b + belief.trials + belief.pending - belief.wins
+            mean = a / (a + b)
+            chance = max(0.0, mean + spread * (beta(a, b) - mean))
+            return chance * gained(belief, prior)
 
         choices: list[tuple[float, Kind, str]] = []
         for agent in usable:
             belief = self._fresh[agent]
             shape, rate = self._fresh_posterior(agent, belief)
-            strength = draw(rng.gammavariate(shape, 1.0 / rate), shape / rate)
+            mean = shape / rate
+            strength = max(0.0, mean + spread * (gamma(shape, 1.0 / rate) - mean))
             if best_at is None:  # nothing to beat yet: the strongest writer goes first
                 value = strength
             else:
-                prior = self._fresh_prior[agent]
-                gain = draw(belief.sample_gain(rng, prior), belief.mean_gain(prior))
-                value = fresh_chance(strength, best_at) * gain
+                gain = gained(belief, self._fresh_prior[agent])
+                value = (1.0 - math.pow(best_at, strength)) * gain
             choices.append((value, "fresh", agent))
         if best is not None:
             parent_agent = self.tree.node(best).agent
@@ -313,7 +321,6 @@ class BayesState:
         if not fresh:
             belief.trials += 1.0
         before = None if self._best is None else self.tree.node(self._best).reward
-        spread = reward_spread(self.history)
         q = None
         if score is not None:
             q = record_score(
@@ -334,18 +341,22 @@ class BayesState:
             bar = None if None in bars else max(b for b in bars if b is not None)
         if bar is not None and reward > bar:
             belief.wins += 1.0
+            spread = self._spread.value()  # of the rewards before this one
             if spread is not None:
                 belief.gained += 1.0
                 belief.gain += (reward - bar) / spread
         if before is None or reward > before:
             self._best = play.node_id
+        self._spread.add(reward)
+        bisect.insort(self._ranked, (-reward, play.node_id))
 
     def _to_merge(self) -> tuple[int, ...]:
         """The responses an aggregate action would merge now: the best few with text (empty
         when aggregation is off or fewer than two are scored)."""
         if not self.config.aggregate:
             return ()
-        ranked = [n.id for n in self.tree.ranked() if n.text is not None]
+        node = self.tree.node
+        ranked = [i for _, i in self._ranked if node(i).text is not None]
         return tuple(ranked[:AGGREGATE_WIDTH]) if len(ranked) >= 2 else ()
 
     def _fresh_posterior(self, agent: str, belief: Belief) -> tuple[float, float]:

@@ -37,9 +37,9 @@ give counts of the same meaning.
 from __future__ import annotations
 
 import bisect
+import functools
 import json
 import math
-import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +54,7 @@ __all__ = [
     "BetaParams",
     "GammaParams",
     "Prior",
+    "Spread",
     "evidence_from_tree",
     "load_prior",
     "rank_evidence",
@@ -180,6 +181,19 @@ class Prior:
     def is_empty(self) -> bool:
         return self.prompts == 0
 
+    # Sums over every agent, asked for by each belief: computed once per prior (it is frozen).
+    @functools.cached_property
+    def _fresh_total(self) -> ArmCounts:
+        return _total(self.fresh)
+
+    @functools.cached_property
+    def _refine_pooled(self) -> float:
+        return _pooled(self.refine)
+
+    @functools.cached_property
+    def _aggregate_pooled(self) -> float:
+        return _pooled(self.aggregate)
+
     def __add__(self, other: Prior) -> Prior:
         return Prior(
             agents=self.agents,
@@ -198,7 +212,7 @@ class Prior:
         pseudo-observations, each worth one of the prompt's own (untied) fresh answers.
         """
         counts = self.fresh.get(agent, ArmCounts())
-        gain, gain_weight = _total(self.fresh).mean_gain(strength=strength, pooled=COLD_GAIN)
+        gain, gain_weight = self._fresh_total.mean_gain(strength=strength, pooled=COLD_GAIN)
         if counts.ranked <= 0:
             return GammaParams(1.0, 1.0, gain, gain_weight)
         n_eff = max(1.0, min(strength, counts.ranked))
@@ -213,7 +227,7 @@ class Prior:
         pseudo-plays.
         """
         overall = self.refine.get(refiner, ArmCounts())
-        pooled = _pooled(self.refine)
+        pooled = self._refine_pooled
         if overall.plays <= 0:
             return BetaParams(1.0, 1.0, *overall.mean_gain(strength=strength, pooled=pooled))
         rate = (overall.wins + 1.0) / (overall.plays + 2.0)
@@ -233,7 +247,7 @@ class Prior:
         pseudo-plays, like `refine_belief` without pairs.
         """
         counts = self.aggregate.get(agent, ArmCounts())
-        gain = counts.mean_gain(strength=strength, pooled=_pooled(self.aggregate))
+        gain = counts.mean_gain(strength=strength, pooled=self._aggregate_pooled)
         if counts.plays <= 0:
             return BetaParams(1.0, 1.0, *gain)
         rate = (counts.wins + 1.0) / (counts.plays + 2.0)
@@ -388,12 +402,74 @@ def rank_evidence(value: float, pool: Sequence[float]) -> tuple[float, float]:
     return weight, weight * -math.log(u)
 
 
+class Spread:
+    """The population standard deviation of a growing list of rewards, exact and cheap to
+    update: `statistics.pstdev`'s value (the correctly rounded root of the exact variance), from
+    running integer sums instead of a pass over every reward with fractions.
+
+    Each finite float is an integer times ``2 ** -1074``; the sums of those integers and of their
+    squares are kept exactly (Python integers), so the variance ``(n * sxx - sx ** 2) / n ** 2``
+    is the exact rational pstdev starts from, and `value` rounds its root once.
+    """
+
+    __slots__ = ("count", "finite", "sx", "sxx")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.finite = True
+        self.sx = 0
+        self.sxx = 0
+
+    def add(self, reward: float) -> None:
+        self.count += 1
+        if not math.isfinite(reward):
+            self.finite = False
+            return
+        num, den = reward.as_integer_ratio()  # den is a power of two, at most 2 ** 1074
+        scaled = num << (_EXP_SCALE - den.bit_length() + 1)
+        self.sx += scaled
+        self.sxx += scaled * scaled
+
+    def value(self) -> float | None:
+        """The spread; None with fewer than 2 rewards, no spread, or a non-finite reward."""
+        n = self.count
+        if n < 2 or not self.finite:
+            return None
+        numerator = n * self.sxx - self.sx * self.sx  # variance = numerator / (n * n * 4**1074)
+        if numerator <= 0:
+            return None
+        spread = _sqrt_of_ratio(numerator, n * n << (2 * _EXP_SCALE))
+        return spread if math.isfinite(spread) else None
+
+
+_EXP_SCALE = 1074
+"""Every finite float is a multiple of ``2 ** -1074`` (the smallest subnormal)."""
+
+
+def _sqrt_of_ratio(n: int, m: int) -> float:
+    """The square root of ``n / m`` (both > 0) as a float, correctly rounded.
+
+    An integer root with at least 55 significant bits, rounded to odd (its last bit set when
+    inexact), keeps enough information for the one rounding to 53 bits that the conversion to
+    float makes (int to float and int / int both round correctly) to be the correct one.
+    """
+    shift = (n.bit_length() - m.bit_length() - 112) // 2  # the root has >= 55 bits
+    if shift >= 0:
+        m <<= 2 * shift
+    else:
+        n <<= -2 * shift
+    root = math.isqrt(n // m)
+    root |= root * root * m != n
+    return float(root << shift) if shift >= 0 else root / (1 << -shift)
+
+
 def reward_spread(rewards: Sequence[float]) -> float | None:
-    """The standard deviation of one prompt's rewards; None with fewer than 2 or no spread."""
-    if len(rewards) < 2:
-        return None
-    spread = statistics.pstdev(rewards)
-    return spread if spread > 0 and math.isfinite(spread) else None
+    """The standard deviation of one prompt's rewards (`statistics.pstdev`'s value); None with
+    fewer than 2 or no spread."""
+    spread = Spread()
+    for reward in rewards:
+        spread.add(reward)
+    return spread.value()
 
 
 def _outcome(reward: float, bar: float | None, spread: float | None) -> ArmCounts:

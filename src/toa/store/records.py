@@ -21,24 +21,64 @@ from toa.types import Completion, Message, Score, ScoreFailure
 __all__ = ["call_seed", "request_hash", "request_key"]
 
 
-def request_hash(spec: AgentSpec, messages: Sequence[Message], sampling: dict[str, Any]) -> str:
-    """sha256 of everything that decides what a call generates (not where it is sent)."""
-    canonical = {
-        "agent": spec.name,
-        "model": spec.model,
-        "mode": spec.mode,
-        "template": spec.prompt_template if spec.mode == "completion" else None,
-        "messages": [m.to_dict() for m in messages],
-        "sampling": sampling,
-        "extra_body": dict(spec.extra_body),
-    }
-    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+"""The request hash's JSON form (one encoder, built once: `json.dumps` with options builds one
+per call)."""
+
+_HEADS: dict[int, tuple[AgentSpec, str, str, str]] = {}
+"""Per agent spec (by identity, the spec kept alive beside it): the canonical JSON around the
+messages and the sampling, and the seedless sampling's JSON; built once per spec."""
+
+
+def _spec_parts(spec: AgentSpec) -> tuple[str, str, str]:
+    """(text before the messages, text between messages and sampling, text after the sampling)
+    of the canonical request JSON: its keys, sorted, are agent, extra_body, messages, mode,
+    model, sampling, template (see `request_hash`)."""
+    found = _HEADS.get(id(spec))
+    if found is not None and found[0] is spec:
+        return found[1], found[2], found[3]
+    encode = _CANONICAL.encode
+    template = spec.prompt_template if spec.mode == "completion" else None
+    head = f'{{"agent":{encode(spec.name)},"extra_body":{encode(dict(spec.extra_body))},"messages":'
+    middle = f',"mode":{encode(spec.mode)},"model":{encode(spec.model)},"sampling":'
+    tail = f',"template":{encode(template)}}}'
+    if len(_HEADS) >= 1024:  # specs are few; a long test session must not grow this forever
+        _HEADS.clear()
+    _HEADS[id(spec)] = (spec, head, middle, tail)
+    return head, middle, tail
+
+
+def messages_json(messages: Sequence[Message]) -> str:
+    """The messages' part of the canonical request JSON (encode once, hash twice: the request's
+    key and its hash share it)."""
+    return _CANONICAL.encode([m.to_dict() for m in messages])
+
+
+def request_hash(
+    spec: AgentSpec,
+    messages: Sequence[Message],
+    sampling: dict[str, Any],
+    *,
+    encoded: str | None = None,
+) -> str:
+    """sha256 of everything that decides what a call generates (not where it is sent).
+
+    The hashed text is the JSON of ``{"agent", "model", "mode", "template" (completion mode),
+    "messages", "sampling", "extra_body"}`` with sorted keys, compact separators and UTF-8 as is
+    (``json.dumps(..., sort_keys=True, separators=(",", ":"), ensure_ascii=False)``), put
+    together from parts so the per-agent parts are encoded once. `encoded`: `messages_json` of
+    `messages`, when the caller has it already.
+    """
+    head, middle, tail = _spec_parts(spec)
+    body = encoded if encoded is not None else messages_json(messages)
+    text = f"{head}{body}{middle}{_CANONICAL.encode(sampling)}{tail}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def request_key(spec: AgentSpec, messages: Sequence[Message]) -> str:
+def request_key(spec: AgentSpec, messages: Sequence[Message], *, encoded: str | None = None) -> str:
     """The request hash without a seed: what identical requests have in common."""
-    return request_hash(spec, messages, replace(spec.sampling, seed=None).to_request_fields())
+    sampling = replace(spec.sampling, seed=None).to_request_fields()
+    return request_hash(spec, messages, sampling, encoded=encoded)
 
 
 def call_seed(run_seed: int, prompt_id: str, request_key: str, occurrence: int) -> int:

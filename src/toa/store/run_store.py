@@ -25,6 +25,7 @@ import asyncio
 import atexit
 import json
 import logging
+import operator
 import os
 import queue
 import sqlite3
@@ -164,6 +165,8 @@ def _insert_sql(table: str, columns: tuple[str, ...]) -> str:
 
 _CALL_COLUMNS = tuple(f.name for f in fields(CallRecord))
 _REWARD_COLUMNS = tuple(f.name for f in fields(RewardRecord))
+_call_params = operator.attrgetter(*_CALL_COLUMNS)  # a record's row, as a tuple
+_reward_params = operator.attrgetter(*_REWARD_COLUMNS)
 _CALL_SQL = _insert_sql("calls", _CALL_COLUMNS)
 _SPARE_CALL_SQL = _insert_sql("spare_calls", _CALL_COLUMNS)
 _REWARD_SQL = _insert_sql("rewards", _REWARD_COLUMNS)
@@ -207,12 +210,6 @@ def _tree(blob: bytes, path: Path, prompt_id: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise StoreError(f"run store {path}: the stored tree of prompt {prompt_id!r} is not a tree")
     return data
-
-
-def _retrieved(future: asyncio.Future[None]) -> None:
-    """Mark a write's error as seen (asyncio would log each unawaited one with its traceback)."""
-    if not future.cancelled():
-        future.exception()
 
 
 def _with_bool(row: tuple[Any, ...], index: int) -> list[Any]:
@@ -507,6 +504,9 @@ class RunStore(StoreReader, GroupWriter):
         self._linger_s = linger_s
         self._queue: queue.SimpleQueue[WriteItem] = queue.SimpleQueue()
         self._put_lock = threading.Lock()
+        # Async writes of the current event-loop iteration, handed to the writer together at its
+        # end (one queue item, one wake-up of the writer thread, instead of one per record).
+        self._tick: list[Write] = []
         self._closed = False  # close() was called
         self._stopped = False  # the writer thread has exited
         self.commit_count = 0  # write transactions committed so far (a group counts once)
@@ -552,20 +552,20 @@ class RunStore(StoreReader, GroupWriter):
         For callers that go on working while the writer commits (the engine's context): the
         record is queued at once, so a crash can lose it only until the next group commit.
         """
-        params = tuple(getattr(rec, name) for name in _CALL_COLUMNS)
+        params = _call_params(rec)
         return self._submit(_CALL_SQL, params, f"call ({rec.prompt_id!r}, node {rec.node_id})")
 
     def submit_spare_call(self, rec: CallRecord) -> asyncio.Future[None]:
         """Queue a successful call record whose node another request is taking (it stays
         replayable by its request hash); committed no later than that request's record."""
-        params = tuple(getattr(rec, name) for name in _CALL_COLUMNS)
+        params = _call_params(rec)
         return self._submit(
             _SPARE_CALL_SQL, params, f"spare call ({rec.prompt_id!r}, node {rec.node_id})"
         )
 
     def submit_reward(self, rec: RewardRecord) -> asyncio.Future[None]:
         """Queue one reward record now; the future resolves once it is committed."""
-        params = tuple(getattr(rec, name) for name in _REWARD_COLUMNS)
+        params = _reward_params(rec)
         label = f"reward ({rec.prompt_id!r}, node {rec.node_id})"
         return self._submit(_REWARD_SQL, params, label)
 
@@ -604,7 +604,6 @@ class RunStore(StoreReader, GroupWriter):
         first, *rest = (f"DELETE FROM {table} WHERE prompt_id = ?" for table in _DISCARD_TABLES)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        future.add_done_callback(_retrieved)
         more = tuple((sql, (prompt_id,)) for sql in rest)
         label = f"discard ({prompt_id!r})"
         self._put(Write(first, (prompt_id,), label, loop=loop, future=future, more=more))
@@ -625,8 +624,8 @@ class RunStore(StoreReader, GroupWriter):
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         # A failed write is reported by the writer (logged, and `failure` stops new writes) and
-        # by whoever awaits it; one nobody awaits any more (its prompt was stopped) stays quiet.
-        future.add_done_callback(_retrieved)
+        # by whoever awaits it; one nobody awaits any more (its prompt was stopped) stays quiet
+        # (`toa.store.writer` marks its error as seen when it sets it).
         self._put(Write(sql, params, label, loop=loop, future=future))
         return future
 
@@ -645,6 +644,7 @@ class RunStore(StoreReader, GroupWriter):
         with self._put_lock:
             if self._closed or self._stopped:
                 return
+            self._hand_off_locked()
             self._queue.put(barrier)
         barrier.event.wait()
 
@@ -657,6 +657,7 @@ class RunStore(StoreReader, GroupWriter):
             if self._closed:
                 return
             self._closed = True  # from here on, nothing more is queued
+            self._hand_off_locked()
         atexit.unregister(self.close)
         super().close()  # first, so the writer closes last: it checkpoints and removes the WAL
         self._queue.put(None)
@@ -668,4 +669,27 @@ class RunStore(StoreReader, GroupWriter):
                 raise StoreError(f"{self.failure} (the store takes no more writes)")
             if self._closed or self._stopped:
                 raise StoreError(f"run store {self.path}: the store is closed; cannot write")
-            self._queue.put(item)
+            if item.loop is None:  # a blocking write (meta): everything before it goes first
+                self._hand_off_locked()
+                self._queue.put(item)
+                return
+            self._tick.append(item)
+            if len(self._tick) > 1:
+                return  # the hand-off is scheduled already
+        item.loop.call_soon(self._hand_off)
+
+    def _hand_off(self) -> None:
+        """End of a loop iteration: queue its writes for the writer, as one item."""
+        with self._put_lock:
+            self._hand_off_locked()
+
+    def _hand_off_locked(self) -> None:
+        if not self._tick:
+            return
+        batch, self._tick = self._tick, []
+        if self._stopped:  # the writer is gone (a bug): fail them rather than leave them waiting
+            for write in batch:
+                write.error = StoreError(f"run store {self.path}: the writer stopped; not written")
+            self._notify(batch)
+            return
+        self._queue.put(batch)

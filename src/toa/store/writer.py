@@ -107,7 +107,8 @@ class Barrier:
 _STATEMENT_ERRORS = ("SQLITE_ERROR", "SQLITE_CONSTRAINT", "SQLITE_MISMATCH", "SQLITE_TOOBIG")
 """Errors of one statement, not of the database: a group hitting one is retried write by write."""
 
-WriteItem = Write | Barrier | None  # None stops the writer
+WriteItem = Write | list[Write] | Barrier | None
+"""A queue item: one write, the writes of one event-loop iteration, a barrier, or None (stop)."""
 
 
 _Waiter = tuple[asyncio.Future[None], StoreError | None]
@@ -122,6 +123,31 @@ def _settle_futures(pairs: list[_Waiter]) -> None:
             future.set_result(None)
         else:
             future.set_exception(error)
+            # Seen: whoever awaits it still gets it raised, but asyncio does not log it again
+            # for a future nobody awaits any more (its prompt was stopped); the writer has.
+            future.exception()
+
+
+def _statements(writes: list[Write]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """The statements of one transaction, rows of the same statement together (one
+    `executemany` each instead of one `execute` per record).
+
+    Order is kept where it matters: rows of one statement keep their order (a key written twice
+    ends with the later row; results keep their sequence), and a write with follow-up statements
+    (a prompt's discard) stays where it was, between the rows before and after it.
+    """
+    out: list[tuple[str, list[tuple[Any, ...]]]] = []
+    segment: dict[str, list[tuple[Any, ...]]] = {}
+    for write in writes:
+        if write.more:
+            out.extend(segment.items())
+            segment = {}
+            out.append((write.sql, [write.params]))
+            out.extend((sql, [params]) for sql, params in write.more)
+        else:
+            segment.setdefault(write.sql, []).append(write.params)
+    out.extend(segment.items())
+    return out
 
 
 class GroupWriter:
@@ -133,6 +159,7 @@ class GroupWriter:
     _wconn: sqlite3.Connection
     _queue: queue.SimpleQueue[WriteItem]
     _put_lock: threading.Lock
+    _tick: list[Write]
     _stopped: bool
     _group_max: int
     _linger_s: float
@@ -150,6 +177,9 @@ class GroupWriter:
         finally:  # normally after close(); on a bug, no waiter may be left hanging
             with self._put_lock:
                 self._stopped = True
+                if self._tick:  # writes of a loop iteration not handed off yet
+                    self._queue.put(self._tick)
+                    self._tick = []
             self._wconn.close()
             self._abandon_queue()
 
@@ -164,26 +194,36 @@ class GroupWriter:
             if isinstance(item, Barrier):
                 item.event.set()
             elif item is not None:
-                item.error = StoreError(f"run store {self.path}: the writer stopped; not written")
-                writes.append(item)
+                for write in item if isinstance(item, list) else [item]:
+                    write.error = StoreError(
+                        f"run store {self.path}: the writer stopped; not written"
+                    )
+                    writes.append(write)
         if writes:
             logger.error("run store %s: %d writes lost: the writer stopped", self.path, len(writes))
             self._notify(writes)
 
-    def _take_group(self) -> list[WriteItem]:
-        """Block for one item, then gather more for up to `linger_s`, up to `group_max` records.
+    def _take_group(self) -> list[Write | Barrier | None]:
+        """Block for one item, then gather more for up to `linger_s`, until `group_max` records
+        (a loop iteration's writes stay together, so a group may hold a few more).
 
         The short linger turns a stream of single writes into fewer, larger transactions (each
         commit has a fixed cost); a barrier or the stop marker ends the group at once.
         """
-        batch = [self._queue.get()]
+        batch: list[Write | Barrier | None] = []
+        item = self._queue.get()
         deadline = time.monotonic() + self._linger_s
-        while isinstance(batch[-1], Write) and len(batch) < self._group_max:
+        while True:
+            if isinstance(item, list):
+                batch.extend(item)
+            else:
+                batch.append(item)
+            if not isinstance(batch[-1], Write) or len(batch) >= self._group_max:
+                return batch
             try:
-                batch.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                break
-        return batch
+                return batch
 
     def _commit_group(self, writes: list[Write]) -> None:
         """Commit `writes` in one transaction and wake their waiters.
@@ -229,10 +269,11 @@ class GroupWriter:
         conn = self._wconn
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for write in writes:
-                conn.execute(write.sql, write.params)
-                for sql, params in write.more:
-                    conn.execute(sql, params)
+            for sql, rows in _statements(writes):
+                if len(rows) == 1:
+                    conn.execute(sql, rows[0])
+                else:
+                    conn.executemany(sql, rows)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
