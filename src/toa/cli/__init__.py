@@ -3,7 +3,9 @@
 One module per command group: `runs` (run, resume, status, priors), `repair`, `export`, `serve`,
 `fake_server`, `demo`, `models`; `common` holds what they share (console, error exit, Ctrl-C,
 the run report) and `progress` the live display. The commands are registered on `app` here, in
-`--help` order.
+`--help` order. Each command imports the library parts it runs (configuration, engine, rewards,
+agents) inside itself, so that `toa --help` and `toa status` start at once
+(`benchmarks/cli_startup.py`; `tests/test_cli_startup.py` keeps `import toa.cli` light).
 """
 
 from __future__ import annotations

@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import signal
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
 from toa.errors import TOAError
 
 if TYPE_CHECKING:
+    import asyncio
+
     from toa.engine.runner import RunReport
 
 T = TypeVar("T")
@@ -40,6 +39,8 @@ def print_wide(renderable: Any, *, min_width: int = 160) -> None:
 
 def setup_logging(verbose: int) -> None:
     """Log to the console: warnings by default, -v info, -vv debug."""
+    from rich.logging import RichHandler
+
     level = logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(
         level=level,
@@ -56,6 +57,8 @@ def fail(error: TOAError) -> NoReturn:
 
 def run_with_interrupt(start: Callable[[asyncio.Event], Coroutine[Any, Any, T]]) -> T:
     """Run the engine; the first Ctrl-C stops it cleanly (resumable), a second one hard."""
+    import asyncio
+    import signal
 
     async def main() -> T:
         loop = asyncio.get_running_loop()

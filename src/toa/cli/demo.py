@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,9 +14,11 @@ from rich.table import Table
 
 from toa.cli.common import console, fail, print_report, run_with_interrupt
 from toa.errors import TOAError
-from toa.search.strategies import STRATEGY_NAMES
+from toa.search.names import STRATEGY_NAMES
 
 if TYPE_CHECKING:
+    import asyncio
+
     from toa.demo import DemoOptions, DemoResult, RunTotals
     from toa.engine.runner import ProgressSink
 
@@ -99,6 +100,8 @@ class _Phases:
 
 
 def _run_demo(options: DemoOptions) -> DemoResult:
+    import asyncio
+
     from toa.demo import local_settings, run_demo, simulated_settings
 
     async def start(stop: asyncio.Event) -> DemoResult:

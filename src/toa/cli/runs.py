@@ -9,13 +9,12 @@ import typer
 from rich.table import Table
 
 from toa.cli.common import console, fail, print_report, run_with_interrupt
-from toa.config import load_config, parse_config, with_overrides
 from toa.errors import ConfigError, StoreError, TOAError
-from toa.search.strategies import STRATEGY_NAMES
-from toa.settings import RunSettings
+from toa.search.names import STRATEGY_NAMES
 
 if TYPE_CHECKING:
     from toa.engine.runner import RunReport
+    from toa.settings import RunSettings
 
 
 _RERUN_CHANGED = typer.Option(
@@ -133,6 +132,8 @@ def run_command(
     Exit code: 0 all good; 1 some rows were bad or some prompts failed; 2 a usage or
     configuration error; 130 interrupted (resume with `toa resume RUN_DIR`).
     """
+    from toa.config import load_config, with_overrides
+
     try:
         settings = with_overrides(
             load_config(config), strategy=strategy, budget=budget, cache=_cache_path(cache),
@@ -171,6 +172,7 @@ def resume_command(
     """Continue a stopped run with its own configuration; never repeats a finished call.
 
     The backend (--backend, --workers, --ray-address) may differ from the first run's."""
+    from toa.config import parse_config, with_overrides
     from toa.store.manifest import read_manifest
 
     try:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -42,6 +40,9 @@ def serve_command(
     `toa report` work on it. Limits: the configuration's serve: section. Ctrl-C / SIGTERM stop
     taking requests and let the searches in flight finish (serve.drain_s).
     """
+    import asyncio
+    import signal
+
     from toa.config import load_config
     from toa.serve import serve
 

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,7 +14,7 @@ from rich.table import Table
 
 from toa.cli.common import console, fail, print_wide, run_with_interrupt
 from toa.errors import TOAError
-from toa.search.strategies import STRATEGY_NAMES
+from toa.search.names import STRATEGY_NAMES
 
 if TYPE_CHECKING:
     from toa.engine.runner import ProgressSink
@@ -227,6 +226,8 @@ def eval_command(
 ) -> None:
     """Score a run's chosen best answers (and top 10) apart from its reward; print the numbers
     and write RUN_DIR/eval.json."""
+    import asyncio
+
     from toa.sweep import EVAL_NAME, evaluate_run
 
     try:

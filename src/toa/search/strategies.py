@@ -18,6 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from toa.errors import ConfigError
+from toa.search import names
 from toa.search.baselines import (
     ParallelEnsemble,
     PRSSearch,
@@ -53,8 +54,15 @@ STRATEGIES: Mapping[str, _Kind] = MappingProxyType(
 )
 """Every strategy `make_strategy` knows, TOA first: the one list of strategy names."""
 
-STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
-"""Every strategy name `make_strategy` knows, TOA first."""
+STRATEGY_NAMES: tuple[str, ...] = names.STRATEGY_NAMES
+"""Every strategy name `make_strategy` knows, TOA first (`toa.search.names`, which the command
+line reads without loading the strategies)."""
+
+if tuple(STRATEGIES) != STRATEGY_NAMES:  # pragma: no cover - a registry edit that forgot names.py
+    raise RuntimeError(
+        f"toa.search.names.STRATEGY_NAMES {STRATEGY_NAMES} differs from the registry "
+        f"{tuple(STRATEGIES)}; keep the two in step"
+    )
 
 
 def strategy_names() -> tuple[str, ...]:
