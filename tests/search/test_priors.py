@@ -242,3 +242,43 @@ def test_tied_answers_tell_less_and_a_fully_tied_pool_tells_nothing() -> None:
     # a 0/1 reward where nobody was right: no evidence about any writer, the belief stays cold
     tree_prior = Prior(AGENTS, 1, fresh={"agent_a": ArmCounts(plays=4, ranked=0.0)})
     assert tree_prior.fresh_belief("agent_a", strength=8).shape == 1.0
+
+
+def _counts() -> st.SearchStrategy[ArmCounts]:
+    def build(plays: float, win_share: float, gain_share: float, rest: list[float]) -> ArmCounts:
+        wins = plays * win_share
+        return ArmCounts(plays, wins, rest[0], wins * gain_share, rest[1], rest[2])
+
+    unit = st.floats(0, 1)
+    amount = st.floats(0, 1e3, allow_subnormal=False)
+    return st.builds(build, amount, unit, unit, st.lists(amount, min_size=3, max_size=3))
+
+
+@given(
+    st.dictionaries(st.sampled_from("abc"), _counts()),
+    st.dictionaries(st.sampled_from("abc"), _counts()),
+    st.dictionaries(st.tuples(st.sampled_from("abc"), st.sampled_from("abc")), _counts()),
+    st.dictionaries(st.sampled_from("abc"), _counts()),
+)
+def test_a_prior_and_its_stored_json_give_the_same_beliefs(
+    fresh: dict[str, ArmCounts],
+    refine: dict[str, ArmCounts],
+    pairs: dict[tuple[str, str], ArmCounts],
+    aggregate: dict[str, ArmCounts],
+) -> None:
+    """A run hands a new prompt's search the prior it stores (not the JSON read back); a resume
+    starts from the JSON. Both must give the very same numbers."""
+    prior = Prior(("a", "b", "c"), 3, fresh, refine, pairs, aggregate)
+    stored = Prior.from_dict(json.loads(prior.to_json()))
+    for agent in prior.agents:
+        for strength in (1.0, 8.0):
+            assert prior.fresh_belief(agent, strength=strength) == stored.fresh_belief(
+                agent, strength=strength
+            )
+            assert prior.aggregate_belief(agent, strength=strength) == stored.aggregate_belief(
+                agent, strength=strength
+            )
+            for parent in prior.agents:
+                assert prior.refine_belief(
+                    agent, parent, strength=strength
+                ) == stored.refine_belief(agent, parent, strength=strength)

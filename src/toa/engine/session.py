@@ -222,9 +222,10 @@ class RunSession:
         if stored is None:
             prior = self.learned if source == "online" else self.settings.prior
             assert prior is not None  # source 'file' has one (config checks)
-            stored = prior.to_json()
-            await self.store.submit_prior(prompt.id, stored)
-        # What the store holds, parsed: a resume starts from exactly the same numbers.
+            await self.store.submit_prior(prompt.id, prior.to_json())
+            # The JSON holds exactly these numbers (floats round-trip, sums run in key order),
+            # so this prompt's search and its resume, from the stored JSON, start alike.
+            return prior
         return Prior.from_dict(json.loads(stored))
 
     async def run_prompt(

@@ -320,7 +320,12 @@ class Prior:
         return Prior(agents, self.prompts, self.fresh, self.refine, self.pairs, self.aggregate)
 
     def to_json(self) -> str:
-        """Canonical compact JSON (sorted keys): what a store keeps with a prompt."""
+        """Canonical compact JSON (sorted keys): what a store keeps with a prompt (computed once
+        per prior: prompts that start between two finishing share the run's snapshot)."""
+        return self._json
+
+    @functools.cached_property
+    def _json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
 

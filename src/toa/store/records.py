@@ -25,27 +25,28 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 """The request hash's JSON form (one encoder, built once: `json.dumps` with options builds one
 per call)."""
 
-_HEADS: dict[int, tuple[AgentSpec, str, str, str]] = {}
+_HEADS: dict[int, tuple[AgentSpec, str, str, str, str]] = {}
 """Per agent spec (by identity, the spec kept alive beside it): the canonical JSON around the
 messages and the sampling, and the seedless sampling's JSON; built once per spec."""
 
 
-def _spec_parts(spec: AgentSpec) -> tuple[str, str, str]:
-    """(text before the messages, text between messages and sampling, text after the sampling)
-    of the canonical request JSON: its keys, sorted, are agent, extra_body, messages, mode,
-    model, sampling, template (see `request_hash`)."""
+def _spec_parts(spec: AgentSpec) -> tuple[str, str, str, str]:
+    """(text before the messages, text between messages and sampling, text after the sampling,
+    the seedless sampling's JSON) of the canonical request JSON: its keys, sorted, are agent,
+    extra_body, messages, mode, model, sampling, template (see `request_hash`)."""
     found = _HEADS.get(id(spec))
     if found is not None and found[0] is spec:
-        return found[1], found[2], found[3]
+        return found[1:]
     encode = _CANONICAL.encode
     template = spec.prompt_template if spec.mode == "completion" else None
     head = f'{{"agent":{encode(spec.name)},"extra_body":{encode(dict(spec.extra_body))},"messages":'
     middle = f',"mode":{encode(spec.mode)},"model":{encode(spec.model)},"sampling":'
     tail = f',"template":{encode(template)}}}'
+    seedless = encode(replace(spec.sampling, seed=None).to_request_fields())
     if len(_HEADS) >= 1024:  # specs are few; a long test session must not grow this forever
         _HEADS.clear()
-    _HEADS[id(spec)] = (spec, head, middle, tail)
-    return head, middle, tail
+    _HEADS[id(spec)] = (spec, head, middle, tail, seedless)
+    return head, middle, tail, seedless
 
 
 def messages_json(messages: Sequence[Message]) -> str:
@@ -69,16 +70,19 @@ def request_hash(
     together from parts so the per-agent parts are encoded once. `encoded`: `messages_json` of
     `messages`, when the caller has it already.
     """
-    head, middle, tail = _spec_parts(spec)
+    return _hash(spec, messages, _CANONICAL.encode(sampling), encoded)
+
+
+def _hash(spec: AgentSpec, messages: Sequence[Message], sampling: str, encoded: str | None) -> str:
+    head, middle, tail, _ = _spec_parts(spec)
     body = encoded if encoded is not None else messages_json(messages)
-    text = f"{head}{body}{middle}{_CANONICAL.encode(sampling)}{tail}"
+    text = f"{head}{body}{middle}{sampling}{tail}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def request_key(spec: AgentSpec, messages: Sequence[Message], *, encoded: str | None = None) -> str:
     """The request hash without a seed: what identical requests have in common."""
-    sampling = replace(spec.sampling, seed=None).to_request_fields()
-    return request_hash(spec, messages, sampling, encoded=encoded)
+    return _hash(spec, messages, _spec_parts(spec)[3], encoded)
 
 
 def call_seed(run_seed: int, prompt_id: str, request_key: str, occurrence: int) -> int:
