@@ -9,8 +9,9 @@ what a missing, empty or damaged one still holds, and results.jsonl).
 
 from __future__ import annotations
 
-from toa.store.cache import CachedGeneration, GenerationCache
-from toa.store.repair import RepairReport, TableRepair, repair_run
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from toa.store.run_store import (
     CallRecord,
     ResultStatus,
@@ -19,6 +20,29 @@ from toa.store.run_store import (
     StoreReader,
     StoreSummary,
 )
+
+if TYPE_CHECKING:
+    from toa.store.cache import CachedGeneration, GenerationCache
+    from toa.store.repair import RepairReport, TableRepair, repair_run
+
+# Loaded on first use (PEP 562): `toa status` reads a store without the cache or `toa repair`.
+_LAZY = {
+    "CachedGeneration": "toa.store.cache",
+    "GenerationCache": "toa.store.cache",
+    "RepairReport": "toa.store.repair",
+    "TableRepair": "toa.store.repair",
+    "repair_run": "toa.store.repair",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'toa.store' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CachedGeneration",
