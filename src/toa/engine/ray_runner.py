@@ -28,7 +28,6 @@ import contextlib
 import io
 import json
 import logging
-import math
 import os
 import secrets
 import socket
@@ -191,12 +190,20 @@ class _Discard(io.StringIO):
         return len(text)
 
 
-def worker_settings(settings: RunSettings, workers: int) -> RunSettings:
-    """`settings` with each agent's limits divided among `workers` (rounded up; at least 1)."""
+def worker_settings(settings: RunSettings, workers: int, index: int = 0) -> RunSettings:
+    """`settings` for worker `index` of `workers`: each agent's limits divided among them so
+    that the shares add up to the run's limits exactly (concurrency: the remainder goes to the
+    first workers; a replacement worker takes its predecessor's index and share).
+
+    Split limits, not one limiter actor: a shared limiter would cost two actor round trips per
+    request (see ``benchmarks/ray_scaling.py``, ``limiter_pairs_per_s``), the split costs none;
+    its price is that a worker's unused share stays unused while it has no prompts left.
+    """
     agents = tuple(
         replace(
             a,
-            max_concurrency=max(1, math.ceil(a.max_concurrency / workers)),
+            max_concurrency=a.max_concurrency // workers
+            + (1 if index < a.max_concurrency % workers else 0),
             requests_per_minute=(
                 None if a.requests_per_minute is None else a.requests_per_minute / workers
             ),
@@ -204,6 +211,19 @@ def worker_settings(settings: RunSettings, workers: int) -> RunSettings:
         for a in settings.agents
     )
     return replace(settings, agents=agents)
+
+
+def check_limits(settings: RunSettings) -> None:
+    """Before any call: every agent's `max_concurrency` leaves each worker at least one slot."""
+    workers = settings.runner.workers
+    for agent in settings.agents:
+        if agent.max_concurrency < workers:
+            raise ConfigError(
+                f"agent {agent.name!r}: max_concurrency {agent.max_concurrency} cannot be split "
+                f"over {workers} Ray workers (each needs at least one request in flight, and "
+                "the limit holds for the whole cluster); raise max_concurrency or use fewer "
+                "workers (--workers)"
+            )
 
 
 class RewardServer:
@@ -252,9 +272,11 @@ class PromptWorker:
         config_data: Mapping[str, Any],
         source: str,
         workers: int,
+        index: int = 0,
         reward_actor: Any = None,
     ) -> None:
-        self.settings = worker_settings(parse_config(dict(config_data), source=source), workers)
+        settings = parse_config(dict(config_data), source=source)
+        self.settings = worker_settings(settings, workers, index)
         self._reward_actor = reward_actor
         self.buffer = RecordBuffer()
         self._session: RunSession | None = None
@@ -364,7 +386,7 @@ class _Driver:
         actor = remote.options(
             name=f"toa-{self.token}-w{index}-{self.spawned}", namespace=NAMESPACE
         ).remote(
-            self.settings.config_data, self.settings.source, self.settings.runner.workers,
+            self.settings.config_data, self.settings.source, self.settings.runner.workers, index,
             self.reward_actor,
         )  # fmt: skip
         self.spawned += 1

@@ -25,7 +25,7 @@ from pathlib import Path
 from toa.agents import AgentPool
 from toa.engine.input_identity import InputScan
 from toa.engine.preflight import check_start
-from toa.engine.ray_runner import check_ray, run_on_ray
+from toa.engine.ray_runner import check_limits, check_ray, run_on_ray
 from toa.engine.session import (
     DRAIN_S,
     ProgressSink,
@@ -100,6 +100,7 @@ async def run(
     check_start(settings, input_path=input_path, run_dir=run_dir, force=force)
     if settings.runner.backend == "ray":
         check_ray(settings.runner.address)
+        check_limits(settings)
         if settings.runner.cache is not None:
             raise ConfigError(
                 "runner.cache is not supported with runner.backend ray (the workers have no "
