@@ -42,7 +42,8 @@ def test_the_shares_add_up_to_the_limits(max_concurrency: int, workers: int, rpm
     shares = [worker_settings(run, workers, i).agents[0] for i in range(workers)]
     slots = [s.max_concurrency for s in shares]
     assert sum(slots) == max_concurrency
-    assert min(slots) >= 1 and max(slots) - min(slots) <= 1
+    assert min(slots) >= 1
+    assert max(slots) - min(slots) <= 1
     total_rpm = sum(s.requests_per_minute or 0.0 for s in shares)
     assert total_rpm == pytest.approx(rpm, rel=1e-12)
 
