@@ -435,8 +435,10 @@ class _Driver:
             if prompt_id in self.payload_of and not self.stopping:
                 logger.error("prompt %r: the ray worker failed: %s", prompt_id, exc)
                 prompt = self.payload_of[prompt_id]
-                failed = failed_result(prompt, self.settings.strategy_name, exc, Compute())
-                await self._result(slot, prompt_id, "failed", json.dumps(failed))
+                result = failed_result(prompt, self.settings.strategy_name, exc, Compute())
+                failed = json.dumps(result)
+                await self.store.write_result(prompt_id, "failed", failed)
+                self._result(slot, prompt_id, "failed", failed)
 
     async def _lost(self, slot: _Slot) -> None:
         if not slot.alive:
@@ -465,15 +467,34 @@ class _Driver:
         batches = await asyncio.gather(
             *(s.actor.poll.remote() for s in slots), return_exceptions=True
         )
+        # Every polled record is queued before the first wait: the batches have left the
+        # workers' buffers, and a stop that cancels this halfway must not drop the rest of them
+        # (a resume would pay for them again). Then the results are awaited and counted.
+        lost: list[_Slot] = []
+        results: list[tuple[_Slot, str, str, str, asyncio.Future[None]]] = []
         for slot, batch in zip(slots, batches, strict=True):
             if isinstance(batch, BaseException):
                 if isinstance(batch, self.ray.exceptions.RayActorError):
-                    await self._lost(slot)
+                    lost.append(slot)
                     continue
                 raise batch
-            await self._apply(slot, batch)
+            self._queue(slot, batch, results)
+        for slot, prompt_id, status, line, written in results:
+            await written
+            self._result(slot, prompt_id, status, line)
+        if self.store.failure is not None:
+            raise StoreError(f"{self.store.failure} (stopped before sending more requests)")
+        for slot in lost:
+            await self._lost(slot)
 
-    async def _apply(self, slot: _Slot, batch: list[tuple[str, tuple[Any, ...]]]) -> None:
+    def _queue(
+        self,
+        slot: _Slot,
+        batch: list[tuple[str, tuple[Any, ...]]],
+        results: list[tuple[_Slot, str, str, str, asyncio.Future[None]]],
+    ) -> None:
+        """Queue one worker's polled records to the store, in order; its results join
+        `results` (with their commit's future)."""
         store = self.store
         for kind, args in batch:
             if kind == "call":
@@ -492,14 +513,16 @@ class _Driver:
                 store.submit_evidence(*args)
                 self.learned = self.learned + Prior.from_dict(json.loads(args[1]))
             elif kind == "result":
-                await self._result(slot, *args)
-        if store.failure is not None:
-            raise StoreError(f"{store.failure} (stopped before sending more requests)")
+                prompt_id, status, line = args
+                if prompt_id not in self.payload_of or any(r[1] == prompt_id for r in results):
+                    continue  # a second copy (a prompt re-dispatched after a false alarm)
+                written = store.submit_result(
+                    prompt_id, "done" if status == "done" else "failed", line
+                )
+                results.append((slot, prompt_id, status, line, written))
 
-    async def _result(self, slot: _Slot, prompt_id: str, status: str, line: str) -> None:
-        if prompt_id not in self.payload_of:
-            return  # a second copy (a prompt re-dispatched after a false alarm)
-        await self.store.write_result(prompt_id, "done" if status == "done" else "failed", line)
+    def _result(self, slot: _Slot, prompt_id: str, status: str, line: str) -> None:
+        """Account for a committed result: the report, results.jsonl, the in-flight bound."""
         compute = Compute(**_compute_fields(json.loads(line).get("compute") or {}))
         if status == "done":
             self.report.finished += 1
@@ -564,8 +587,10 @@ async def run_on_ray(
     try:
         driver.slots = [driver.spawn(i) for i in range(settings.runner.workers)]
 
+        collecting = True
+
         async def collect_forever() -> None:
-            while True:
+            while collecting:
                 await asyncio.sleep(POLL_S)
                 await driver.collect()
 
@@ -582,7 +607,7 @@ async def run_on_ray(
             if abandoned:
                 logger.warning("stopping: %d call(s) still in flight are abandoned", abandoned)
             report.interrupted = True
-        collector.cancel()
+        collecting = False  # it ends after the round in progress: never halfway through one
         await asyncio.gather(collector, return_exceptions=True)
         await driver.collect()  # the last records (the stop's drained calls included)
     finally:

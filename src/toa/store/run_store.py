@@ -611,10 +611,17 @@ class RunStore(StoreReader, GroupWriter):
 
     async def write_result(self, prompt_id: str, status: ResultStatus, result_json: str) -> None:
         """Store a prompt's final result, stamped now; returns once committed."""
+        await self.submit_result(prompt_id, status, result_json)
+
+    def submit_result(
+        self, prompt_id: str, status: ResultStatus, result_json: str
+    ) -> asyncio.Future[None]:
+        """Queue a prompt's final result now (after everything queued before it); the future
+        resolves once it is committed."""
         if status not in _STATUSES:
             raise ValueError(f"result status must be 'done' or 'failed', got {status!r}")
         params = (prompt_id, status, result_json, time.time())
-        await self._write(_RESULT_SQL, params, f"result ({prompt_id!r})")
+        return self._submit(_RESULT_SQL, params, f"result ({prompt_id!r})")
 
     async def _write(self, sql: str, params: tuple[Any, ...], label: str) -> None:
         """Queue a write and wait for its commit. Cancelling the wait does not withdraw it."""
