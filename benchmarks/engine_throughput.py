@@ -7,7 +7,9 @@ alternated A/B/C `--repeats` times, the best of each kept (the least disturbed r
 
 * aiohttp: a bare aiohttp loop (one session, a semaphore, JSON in and out): the floor;
 * client: the same calls through TOA's `AgentPool` (limits, retries, breakers, parsing);
-* engine: `toa run`'s engine (`toa.engine.runner.run`): search, store, accounting, results.
+* engine: `toa run`'s engine (`toa.engine.runner.run`): search, store, accounting, results;
+* ucb: the same engine with the paper's UCB rule (`rule: ucb`) instead of the default Bayesian
+  rule, whose seeded Thompson draws cost CPU of their own (reported, no goal).
 
 Finally peak RSS of 10,000 prompts at budget 4 is compared with 1,000 prompts at budget 4.
 
@@ -57,7 +59,7 @@ def write_prompts(path: Path, n: int) -> None:
             out.write(json.dumps({"id": f"p{i}", "instruction": f"Question number {i}?"}) + "\n")
 
 
-def config(port: int, budget: int) -> dict[str, object]:
+def config(port: int, budget: int, rule: str = "bayes") -> dict[str, object]:
     return {
         "agents": [
             {
@@ -71,17 +73,17 @@ def config(port: int, budget: int) -> dict[str, object]:
             for name in AGENTS
         ],
         "reward": {"type": "simulated"},
-        "strategy": {"name": "toa", "budget": budget},
+        "strategy": {"name": "toa", "budget": budget, "rule": rule},
         "runner": {"prompts_in_flight": CONCURRENCY},
         "seed": 0,
     }
 
 
-def child_engine(port: int, prompts: int, budget: int) -> dict[str, float]:
+def child_engine(port: int, prompts: int, budget: int, rule: str = "bayes") -> dict[str, float]:
     from toa.config import parse_config
     from toa.engine.runner import run
 
-    settings = parse_config(config(port, budget))
+    settings = parse_config(config(port, budget, rule))
     work = Path(tempfile.mkdtemp())
     write_prompts(work / "prompts.jsonl", prompts)
     wall0, cpu0 = time.perf_counter(), time.process_time()
@@ -228,6 +230,8 @@ def main() -> None:
         f"client_cpu_us_per_call={per_call['client'] * 1e6:.0f}",
         f"aiohttp_cpu_us_per_call={per_call['aiohttp'] * 1e6:.0f}",
         f"engine_wall_s={kept['engine']['wall_s']:.2f}",
+        f"ucb_cpu_us_per_call={per_call['ucb'] * 1e6:.0f}",
+        f"ucb_cpu_vs_aiohttp={per_call['ucb'] / per_call['aiohttp']:.2f}",
     ]
     if memory is not None:
         print(
@@ -244,7 +248,18 @@ def main() -> None:
     print("RESULT engine_throughput " + " ".join(fields))
 
 
-CHILDREN = {"aiohttp": child_aiohttp, "client": child_bare, "engine": child_engine}
+def child_engine_ucb(port: int, prompts: int, budget: int) -> dict[str, float]:
+    """The engine with the paper's UCB rule instead of the default Bayesian one (whose Thompson
+    draws cost CPU of their own): what the orchestration costs apart from the search rule."""
+    return child_engine(port, prompts, budget, rule="ucb")
+
+
+CHILDREN = {
+    "aiohttp": child_aiohttp,
+    "client": child_bare,
+    "engine": child_engine,
+    "ucb": child_engine_ucb,
+}
 
 
 if __name__ == "__main__":
