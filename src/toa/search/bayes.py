@@ -202,6 +202,8 @@ class BayesState:
                 self._refine_prior[(agent, parent)] = Params(r.a, r.b, r.gain, r.gain_weight)
             self.tree.add_agent(ROOT_ID, agent, "fresh")
         self._pool: list[float] = []  # rewards of the scored fresh answers, sorted
+        # (weight, weighted -log u) of each writer's fresh answers in the pool, while it holds
+        self._rank_evidence: dict[str, tuple[float, float]] = {}
         self._fresh_rewards: dict[str, list[float]] = {a: [] for a in agents}
         self._in_flight: dict[int, _InFlight] = {}
         self._best: int | None = None
@@ -335,6 +337,7 @@ class BayesState:
         if fresh:
             bisect.insort(self._pool, reward)
             self._fresh_rewards[flight.agent].append(reward)
+            self._rank_evidence.clear()
             bar = before
         else:
             bars = [self.tree.node(i).reward for i in flight.parents]
@@ -360,13 +363,16 @@ class BayesState:
         return tuple(ranked[:AGGREGATE_WIDTH]) if len(ranked) >= 2 else ()
 
     def _fresh_posterior(self, agent: str, belief: Belief) -> tuple[float, float]:
-        answers = log_rank = 0.0
-        if len(self._pool) >= 2:  # one answer alone says nothing about its writer
-            for reward in self._fresh_rewards[agent]:
-                weight, evidence = rank_evidence(reward, self._pool)
-                answers += weight
-                log_rank += evidence
-        return belief.fresh_params(self._fresh_prior[agent], answers, log_rank)
+        found = self._rank_evidence.get(agent)
+        if found is None:  # recomputed only after the pool of fresh answers changed
+            answers = log_rank = 0.0
+            if len(self._pool) >= 2:  # one answer alone says nothing about its writer
+                for reward in self._fresh_rewards[agent]:
+                    weight, evidence = rank_evidence(reward, self._pool)
+                    answers += weight
+                    log_rank += evidence
+            found = self._rank_evidence[agent] = (answers, log_rank)
+        return belief.fresh_params(self._fresh_prior[agent], *found)
 
     def _best_percentile(self) -> float | None:
         """Where the best response stands in the pool of fresh answers, in (0, 1); None: no best.
