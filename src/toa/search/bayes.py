@@ -190,16 +190,14 @@ class BayesState:
         self._refine = {a: Belief("refine") for a in agents}
         self._aggregate = {a: Belief("aggregate") for a in agents}
         self._fresh_prior: dict[str, Params] = {}
-        self._refine_prior: dict[tuple[str, str], Params] = {}
+        # refine priors by the refined response's agent, then the refiner; built when first needed
+        self._refine_prior: dict[str, dict[str, Params]] = {}
         self._aggregate_prior: dict[str, Params] = {}
         for agent in agents:
             m = self.prior.aggregate_belief(agent, strength=strength)
             self._aggregate_prior[agent] = Params(m.a, m.b, m.gain, m.gain_weight)
             g = self.prior.fresh_belief(agent, strength=strength)
             self._fresh_prior[agent] = Params(g.shape, g.rate, g.gain, g.gain_weight)
-            for parent in agents:
-                r = self.prior.refine_belief(agent, parent, strength=strength)
-                self._refine_prior[(agent, parent)] = Params(r.a, r.b, r.gain, r.gain_weight)
             self.tree.add_agent(ROOT_ID, agent, "fresh")
         self._pool: list[float] = []  # rewards of the scored fresh answers, sorted
         # (weight, weighted -log u) of each writer's fresh answers in the pool, while it holds
@@ -226,7 +224,7 @@ class BayesState:
         parent = self.tree.node(self._best).agent if self._best is not None else None
         for agent, belief in self._refine.items():
             prior = (
-                self._refine_prior[(agent, parent)]
+                self._refine_priors(parent)[agent]
                 if parent is not None
                 else Params(1.0, 1.0, COLD_GAIN, 1.0)
             )
@@ -245,53 +243,62 @@ class BayesState:
             raise TOAError(f"toa: all {self.budget} plays have already started")
         self.started += 1
         agents = self.tree.agents
-        usable = [a for a in agents if is_available(a)] or list(agents)
+        usable = [a for a in agents if is_available(a)] or agents
         best = self._best
         best_at = self._best_percentile()
         spread = math.pow((self.budget - self.started + 1) / self.budget, HORIZON_POWER)
-        # The hot loop of every play: `rng`'s draws stay in exactly this order (sample by
-        # sample the same as `Belief.sample_gain`, `draw` inlined), so seeded trees stay the same.
-        gamma, beta = self.rng.gammavariate, self.rng.betavariate
-
-        def gained(belief: Belief, prior: Params) -> float:
-            weight = prior.gain_weight + belief.gained
-            mean = (prior.gain * prior.gain_weight + belief.gain) / weight
-            return max(0.0, mean + spread * (gamma(weight, mean / weight) - mean))
-
-        def chance_and_gain(belief: Belief, prior: Params) -> float:
-            a = prior.a + belief.wins
-            b = prior.b + belief.trials + belief.pending - belief.wins
-            mean = a / (a + b)
-            chance = max(0.0, mean + spread * (beta(a, b) - mean))
-            return chance * gained(belief, prior)
-
-        choices: list[tuple[float, Kind, str]] = []
+        # The hot loop of every play, written out: `rng`'s draws stay in exactly this order (a
+        # Beta draw is ``y / (y + z)`` of two Gamma draws, as `random.betavariate` makes it; a
+        # margin is `Belief.sample_gain`), so seeded trees stay the same. Each action's value
+        # is compared as it comes; ties keep their order for `rng.choice`.
+        gamma = self.rng.gammavariate
+        pow_ = math.pow
+        top = -1.0
+        winners: list[tuple[Kind, str]] = []
+        fresh_prior = self._fresh_prior
         for agent in usable:
             belief = self._fresh[agent]
             shape, rate = self._fresh_posterior(agent, belief)
             mean = shape / rate
-            strength = max(0.0, mean + spread * (gamma(shape, 1.0 / rate) - mean))
+            strength = mean + spread * (gamma(shape, 1.0 / rate) - mean)
+            strength = strength if strength > 0.0 else 0.0
             if best_at is None:  # nothing to beat yet: the strongest writer goes first
                 value = strength
             else:
-                gain = gained(belief, self._fresh_prior[agent])
-                value = (1.0 - math.pow(best_at, strength)) * gain
-            choices.append((value, "fresh", agent))
+                prior = fresh_prior[agent]
+                weight = prior.gain_weight + belief.gained
+                mean = (prior.gain * prior.gain_weight + belief.gain) / weight
+                gain = mean + spread * (gamma(weight, mean / weight) - mean)
+                value = (1.0 - pow_(best_at, strength)) * (gain if gain > 0.0 else 0.0)
+            if value > top:
+                top, winners = value, [("fresh", agent)]
+            elif value == top:
+                winners.append(("fresh", agent))
+        arms: list[tuple[Kind, dict[str, Belief], dict[str, Params]]] = []
         if best is not None:
-            parent_agent = self.tree.node(best).agent
-            for agent in usable:
-                value = chance_and_gain(
-                    self._refine[agent], self._refine_prior[(agent, parent_agent)]
-                )
-                choices.append((value, "refine", agent))
+            arms.append(("refine", self._refine, self._refine_priors(self.tree.node(best).agent)))
         merged = self._to_merge()
         if merged:
+            arms.append(("aggregate", self._aggregate, self._aggregate_prior))
+        for kind, beliefs, priors in arms:
             for agent in usable:
-                value = chance_and_gain(self._aggregate[agent], self._aggregate_prior[agent])
-                choices.append((value, "aggregate", agent))
-        top = max(value for value, _, _ in choices)
-        winners = [c for c in choices if c[0] == top]
-        _, kind, agent = winners[0] if len(winners) == 1 else self.rng.choice(winners)
+                belief = beliefs[agent]
+                prior = priors[agent]
+                a = prior.a + belief.wins
+                b = prior.b + belief.trials + belief.pending - belief.wins
+                mean = a / (a + b)
+                y = gamma(a, 1.0)
+                draw = y / (y + gamma(b, 1.0)) if y else 0.0
+                chance = mean + spread * (draw - mean)
+                weight = prior.gain_weight + belief.gained
+                mean = (prior.gain * prior.gain_weight + belief.gain) / weight
+                gain = mean + spread * (gamma(weight, mean / weight) - mean)
+                value = (chance if chance > 0.0 else 0.0) * (gain if gain > 0.0 else 0.0)
+                if value > top:
+                    top, winners = value, [(kind, agent)]
+                elif value == top:
+                    winners.append((kind, agent))
+        kind, agent = winners[0] if len(winners) == 1 else self.rng.choice(winners)
         if kind == "fresh":
             self._fresh[agent].pending += 1.0
             node_id = self.tree.add_response(self.tree.agent_child(ROOT_ID, agent, "fresh"))
@@ -359,8 +366,24 @@ class BayesState:
         if not self.config.aggregate:
             return ()
         node = self.tree.node
-        ranked = [i for _, i in self._ranked if node(i).text is not None]
-        return tuple(ranked[:AGGREGATE_WIDTH]) if len(ranked) >= 2 else ()
+        ranked: list[int] = []
+        for _, i in self._ranked:
+            if node(i).text is not None:
+                ranked.append(i)
+                if len(ranked) == AGGREGATE_WIDTH:
+                    break
+        return tuple(ranked) if len(ranked) >= 2 else ()
+
+    def _refine_priors(self, parent: str) -> dict[str, Params]:
+        """Each refiner's prior for refining a response of `parent`'s (built on first use)."""
+        found = self._refine_prior.get(parent)
+        if found is None:
+            found = self._refine_prior[parent] = {}
+            strength = self.config.prior_strength
+            for agent in self.tree.agents:
+                r = self.prior.refine_belief(agent, parent, strength=strength)
+                found[agent] = Params(r.a, r.b, r.gain, r.gain_weight)
+        return found
 
     def _fresh_posterior(self, agent: str, belief: Belief) -> tuple[float, float]:
         found = self._rank_evidence.get(agent)
