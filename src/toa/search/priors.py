@@ -98,10 +98,24 @@ class ArmCounts:
     ranked: float = 0.0
 
     def __add__(self, other: ArmCounts) -> ArmCounts:
-        return ArmCounts(*(getattr(self, f) + getattr(other, f) for f in _FIELDS))
+        return ArmCounts(
+            self.plays + other.plays,
+            self.wins + other.wins,
+            self.log_rank + other.log_rank,
+            self.gained + other.gained,
+            self.gain + other.gain,
+            self.ranked + other.ranked,
+        )
 
     def to_dict(self) -> dict[str, float]:
-        return {f: _num(getattr(self, f)) for f in _FIELDS}
+        return {
+            "plays": _num(self.plays),
+            "wins": _num(self.wins),
+            "log_rank": _num(self.log_rank),
+            "gained": _num(self.gained),
+            "gain": _num(self.gain),
+            "ranked": _num(self.ranked),
+        }
 
     @classmethod
     def from_dict(cls, data: Any, where: str) -> ArmCounts:
@@ -361,37 +375,68 @@ def load_prior(path: str | Path, agents: tuple[str, ...]) -> Prior:
 
 def evidence_from_tree(tree: SearchTree) -> Prior:
     """One finished tree's evidence (module docstring), for the tree's agents."""
-    fresh: dict[str, ArmCounts] = {}
-    refine: dict[str, ArmCounts] = {}
-    pairs: dict[tuple[str, str], ArmCounts] = {}
-    aggregate: dict[str, ArmCounts] = {}
+    # Each action's counts are summed as plain floats, in node order (the same sums as adding
+    # `ArmCounts` node by node), and made `ArmCounts` at the end.
+    fresh: dict[str, list[float]] = {}
+    refine: dict[str, list[float]] = {}
+    pairs: dict[tuple[str, str], list[float]] = {}
+    aggregate: dict[str, list[float]] = {}
+    node_of = tree.node
     scored = [n for n in tree.nodes if n.kind == "response" and n.reward is not None]
-    spread = reward_spread([n.reward for n in scored if n.reward is not None])
+    rewards = [n.reward for n in scored if n.reward is not None]
+    spread = reward_spread(rewards)
     pool = sorted(n.reward for n in scored if n.action == "fresh" and n.reward is not None)
+    ranked_pool = len(pool) >= 2
     best: float | None = None
-    for node in scored:
-        reward = node.reward
-        assert reward is not None
-        if node.action == "fresh" and len(pool) >= 2:
-            one = _outcome(reward, best, spread)
-            weight, log_rank = rank_evidence(reward, pool)
-            fresh[node.agent] = fresh.get(node.agent, ArmCounts()) + ArmCounts(
-                1.0, one.wins, log_rank, one.gained, one.gain, weight
-            )
-        elif node.action == "refine" and len(node.parents) == 1:
-            parent = tree.node(node.parents[0])
+    for node, reward in zip(scored, rewards, strict=True):
+        action = node.action
+        if action == "fresh":
+            if ranked_pool:
+                weight, log_rank = rank_evidence(reward, pool)
+                _count(fresh, node.agent, reward, best, spread, log_rank, weight)
+        elif action == "refine" and len(node.parents) == 1:
+            parent = node_of(node.parents[0])
             if parent.reward is not None and parent.id != ROOT_ID:
-                one = _outcome(reward, parent.reward, spread)
-                refine[node.agent] = refine.get(node.agent, ArmCounts()) + one
-                key = (node.agent, parent.agent)
-                pairs[key] = pairs.get(key, ArmCounts()) + one
-        elif node.action == "aggregate" and node.parents:
-            bars = [tree.node(i).reward for i in node.parents]
+                _count(refine, node.agent, reward, parent.reward, spread)
+                _count(pairs, (node.agent, parent.agent), reward, parent.reward, spread)
+        elif action == "aggregate" and node.parents:
+            bars = [node_of(i).reward for i in node.parents]
             if all(b is not None for b in bars):
-                one = _outcome(reward, max(b for b in bars if b is not None), spread)
-                aggregate[node.agent] = aggregate.get(node.agent, ArmCounts()) + one
+                bar = max(b for b in bars if b is not None)
+                _count(aggregate, node.agent, reward, bar, spread)
         best = reward if best is None else max(best, reward)
-    return Prior(tree.agents, 1, fresh, refine, pairs, aggregate)
+    return Prior(
+        tree.agents,
+        1,
+        {k: ArmCounts(*v) for k, v in fresh.items()},
+        {k: ArmCounts(*v) for k, v in refine.items()},
+        {k: ArmCounts(*v) for k, v in pairs.items()},
+        {k: ArmCounts(*v) for k, v in aggregate.items()},
+    )
+
+
+def _count(
+    sums: dict[Any, list[float]],
+    key: Any,
+    reward: float,
+    bar: float | None,
+    spread: float | None,
+    log_rank: float = 0.0,
+    ranked: float = 0.0,
+) -> None:
+    """Add one play that had to beat `bar` (None: nothing to beat, no win) to `sums[key]`
+    (plays, wins, log_rank, gained, gain, ranked)."""
+    counts = sums.get(key)
+    if counts is None:
+        counts = sums[key] = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    counts[0] += 1.0
+    if bar is not None and reward > bar:
+        counts[1] += 1.0
+        if spread is not None:
+            counts[3] += 1.0
+            counts[4] += (reward - bar) / spread
+    counts[2] += log_rank
+    counts[5] += ranked
 
 
 def rank_evidence(value: float, pool: Sequence[float]) -> tuple[float, float]:
@@ -477,15 +522,6 @@ def reward_spread(rewards: Sequence[float]) -> float | None:
     return spread.value()
 
 
-def _outcome(reward: float, bar: float | None, spread: float | None) -> ArmCounts:
-    """One play that had to beat `bar` (None: nothing to beat, no win)."""
-    if bar is None or reward <= bar:
-        return ArmCounts(1.0, 0.0)
-    if spread is None:
-        return ArmCounts(1.0, 1.0)
-    return ArmCounts(1.0, 1.0, 0.0, 1.0, (reward - bar) / spread)
-
-
 def _total(counts: Mapping[Any, ArmCounts]) -> ArmCounts:
     total = ArmCounts()
     for key in sorted(counts):  # a fixed order: the same sum from memory and from JSON
@@ -521,4 +557,5 @@ def _counts_by_agent(data: Any, where: str, known: set[str]) -> dict[str, ArmCou
 
 def _num(value: float) -> float | int:
     """Whole numbers as ints in JSON (counts read naturally); others exact (repr round-trips)."""
-    return int(value) if float(value).is_integer() else float(value)
+    value = float(value)
+    return int(value) if value.is_integer() else value
