@@ -152,7 +152,7 @@ def _results_on(db: Path, pageno: int) -> set[str]:
     """The prompts whose result record starts on page `pageno`."""
     page = _page(db, pageno)
     ids = (f"p{i:02d}" for i in range(N))
-    return {p for p in ids if json.dumps({"id": p})[:-1].encode() in page}
+    return {p for p in ids if json.dumps({"id": p}, separators=(",", ":"))[:-1].encode() in page}
 
 
 def _table(report: RepairReport, name: str) -> TableRepair:

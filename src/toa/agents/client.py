@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from toa import compact_json
 from toa.agents.breaker import CircuitBreaker, RateLimiter
 from toa.agents.spec import AgentSpec
 from toa.agents.wire import build_body, endpoint_path, error_for_status, parse_choice
@@ -147,7 +148,10 @@ class AgentClient:
 
     def is_available(self) -> bool:
         """False when every replica's breaker is open (the search should skip this agent)."""
-        return any(e.breaker.is_ready() for e in self.endpoints)
+        for endpoint in self.endpoints:  # noqa: SIM110 (asked on every play: no generator)
+            if endpoint.breaker.is_ready():
+                return True
+        return False
 
     def retry_in_s(self) -> float:
         """Seconds until some replica may take a request again (0 when one may now)."""
@@ -217,7 +221,7 @@ class AgentClient:
     async def _call(self, path: str, body: Mapping[str, Any], parse: Parser[T]) -> tuple[T, int]:
         """(result, attempts) of one logical call; counts it in `stats`."""
         self.stats.calls += 1
-        payload = json.dumps(body).encode()
+        payload = compact_json.dumps(body)
         try:
             result = await self._with_retries(path, payload, parse)
         except AgentError:
@@ -249,6 +253,12 @@ class AgentClient:
 
     def _claim_endpoint(self, *, avoid: str | None) -> Endpoint | None:
         """The ready replica with the fewest requests in flight (preferring not `avoid`)."""
+        if len(self.endpoints) == 1:  # the common case, without the balancing below
+            only = self.endpoints[0]
+            if not only.breaker.is_ready():
+                return None
+            only.breaker.try_acquire()
+            return only
         ready = [e for e in self.endpoints if e.breaker.is_ready()]
         if len(ready) > 1 and avoid is not None:
             ready = [e for e in ready if e.base_url != avoid] or ready

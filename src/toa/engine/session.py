@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Protocol
 
+from toa import compact_json
 from toa.agents import AgentPool
 from toa.engine.context import Compute, PromptContext, SpendGate
 from toa.engine.input_identity import (
@@ -284,7 +285,7 @@ class RunSession:
     async def _finish(
         self, prompt_id: str, result: dict[str, Any], compute: Compute, *, ok: bool
     ) -> None:
-        line = json.dumps(result, ensure_ascii=False)
+        line = compact_json.dumps_text(result)
         write = self.store.write_result(prompt_id, "done" if ok else "failed", line)
         # Counted before the wait: the write is queued when it starts, and a queued write is
         # committed even if a stop cancels this wait, so the report matches the store.

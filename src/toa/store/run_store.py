@@ -37,6 +37,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from toa import compact_json
 from toa.errors import StoreError
 from toa.store.sqlite import configure, connect
 from toa.store.writer import Barrier, GroupWriter, Write, WriteItem, repair_hint, store_error
@@ -586,8 +587,7 @@ class RunStore(StoreReader, GroupWriter):
 
         Queued before the prompt's result, so a prompt with a result has its tree stored.
         """
-        text = json.dumps(tree, ensure_ascii=False, separators=(",", ":"))
-        blob = zlib.compress(text.encode("utf-8"), _TREE_LEVEL)
+        blob = zlib.compress(compact_json.dumps(tree), _TREE_LEVEL)
         return self._submit(_TREE_SQL, (prompt_id, blob), f"tree ({prompt_id!r})")
 
     def submit_prompt_hash(self, prompt_id: str, prompt_hash: str) -> asyncio.Future[None]:
