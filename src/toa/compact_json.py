@@ -1,4 +1,5 @@
-"""Compact JSON for what every call and every prompt writes: request bodies, trees, result lines.
+"""Compact JSON for what every call and every prompt writes and reads: request bodies, replies,
+trees, result lines, priors.
 
 `dumps` is orjson (a dozen times faster than the standard library on a search tree, measured in
 `benchmarks/engine_throughput.py`'s profile; see the changelog), with the standard library as
@@ -8,8 +9,8 @@ that nothing the standard library could write fails here. Read-only mappings (a 
 JSON has no NaN or infinity: orjson writes them as ``null`` (the records never hold one: rewards,
 margins and latencies are finite by construction).
 
-Hashed forms (request hashes, prompt hashes, a prior's canonical JSON) do not use this module:
-their bytes are pinned, and they keep the standard library's exact output.
+Hashed forms (request hashes, prompt hashes) do not use this module: their bytes are pinned,
+and they keep the standard library's exact output.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["dumps", "dumps_text"]
+__all__ = ["dumps", "dumps_text", "loads"]
 
 
 def _default(value: Any) -> Any:
@@ -29,15 +30,32 @@ def _default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def dumps(value: Any) -> bytes:
-    """`value` as compact UTF-8 JSON bytes."""
+def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
+    """`value` as compact UTF-8 JSON bytes (object keys sorted with `sort_keys`)."""
     try:
-        return orjson.dumps(value, default=_default)
+        return orjson.dumps(
+            value, default=_default, option=orjson.OPT_SORT_KEYS if sort_keys else 0
+        )
     except TypeError:  # orjson's limits (huge integers, non-string keys): the standard library
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=_default)
+        text = json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"), default=_default, sort_keys=sort_keys
+        )
         return text.encode("utf-8")
 
 
-def dumps_text(value: Any) -> str:
+def dumps_text(value: Any, *, sort_keys: bool = False) -> str:
     """`dumps` as a str."""
-    return dumps(value).decode("utf-8")
+    return dumps(value, sort_keys=sort_keys).decode("utf-8")
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse JSON: orjson, and the standard library for what orjson refuses (NaN and Infinity
+    literals, integers beyond 64 bits), so that nothing the standard library reads fails here.
+
+    Raises:
+        ValueError: the text is not JSON (`json.JSONDecodeError`).
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return json.loads(data)

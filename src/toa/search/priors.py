@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toa import compact_json
 from toa.errors import ConfigError
 from toa.search.tree import ROOT_ID, SearchTree
 
@@ -144,6 +145,10 @@ class ArmCounts:
         return mean, max(1.0, min(strength, self.gained + GAIN_SHRINK))
 
 
+_NO_COUNTS = ArmCounts()
+"""What an action without evidence has (shared: `ArmCounts` is frozen)."""
+
+
 @dataclass(frozen=True, slots=True)
 class GammaParams:
     """A Gamma(shape, rate) belief about a fresh writer's strength `lambda`, and the
@@ -225,7 +230,7 @@ class Prior:
         ``(ranked + 1) / (log_rank + 1)`` (shrunk towards 1) as ``max(1, min(strength, ranked))``
         pseudo-observations, each worth one of the prompt's own (untied) fresh answers.
         """
-        counts = self.fresh.get(agent, ArmCounts())
+        counts = self.fresh.get(agent, _NO_COUNTS)
         gain, gain_weight = self._fresh_total.mean_gain(strength=strength, pooled=COLD_GAIN)
         if counts.ranked <= 0:
             return GammaParams(1.0, 1.0, gain, gain_weight)
@@ -240,12 +245,12 @@ class Prior:
         rate shrunk towards it (`PAIR_SHRINK` pseudo-plays), as ``max(2, min(strength, plays))``
         pseudo-plays.
         """
-        overall = self.refine.get(refiner, ArmCounts())
+        overall = self.refine.get(refiner, _NO_COUNTS)
         pooled = self._refine_pooled
         if overall.plays <= 0:
             return BetaParams(1.0, 1.0, *overall.mean_gain(strength=strength, pooled=pooled))
         rate = (overall.wins + 1.0) / (overall.plays + 2.0)
-        pair = self.pairs.get((refiner, parent_agent), ArmCounts())
+        pair = self.pairs.get((refiner, parent_agent), _NO_COUNTS)
         if pair.plays > 0:
             rate = (pair.wins + PAIR_SHRINK * rate) / (pair.plays + PAIR_SHRINK)
         n_eff = max(2.0, min(strength, overall.plays))
@@ -260,7 +265,7 @@ class Prior:
         Cold: Beta(1, 1); with evidence the agent's rate as ``max(2, min(strength, plays))``
         pseudo-plays, like `refine_belief` without pairs.
         """
-        counts = self.aggregate.get(agent, ArmCounts())
+        counts = self.aggregate.get(agent, _NO_COUNTS)
         gain = counts.mean_gain(strength=strength, pooled=self._aggregate_pooled)
         if counts.plays <= 0:
             return BetaParams(1.0, 1.0, *gain)
@@ -340,7 +345,7 @@ class Prior:
 
     @functools.cached_property
     def _json(self) -> str:
-        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return compact_json.dumps_text(self.to_dict(), sort_keys=True)
 
 
 def load_prior(path: str | Path, agents: tuple[str, ...]) -> Prior:
@@ -540,7 +545,7 @@ def _pooled(counts: Mapping[Any, ArmCounts]) -> float:
 def _sum(left: Mapping[Any, ArmCounts], right: Mapping[Any, ArmCounts]) -> dict[Any, ArmCounts]:
     out = dict(left)
     for key, counts in right.items():
-        out[key] = out.get(key, ArmCounts()) + counts
+        out[key] = out.get(key, _NO_COUNTS) + counts
     return out
 
 

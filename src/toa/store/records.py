@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -25,6 +25,36 @@ _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_asci
 """The request hash's JSON form (one encoder, built once: `json.dumps` with options builds one
 per call)."""
 
+_STRING = json.encoder.encode_basestring
+"""What `_CANONICAL` writes for a str (quoted, escaped, UTF-8 as is)."""
+
+
+def _canonical_encoder() -> Callable[[Any], str]:
+    """`_CANONICAL.encode`, or the same output without its per-call set-up: the standard
+    library's C encoder made once (its `JSONEncoder` makes one per call). Used only when this
+    Python has it and it writes exactly what `_CANONICAL` writes for a probe."""
+    encode = _CANONICAL.encode
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return encode
+    try:
+        once = make(None, _CANONICAL.default, _STRING, None, ":", ",", True, False, True)
+    except TypeError:  # another signature: not this CPython's
+        return encode
+
+    def fast(value: Any) -> str:
+        return "".join(once(value, 0))
+
+    probe = [{"b": 1.5e-7, "a": 'é\n\u2028"', "c": [None, True, -3]}, "x", 0.1]
+    try:
+        same = fast(probe) == encode(probe)
+    except Exception:  # any surprise: keep the standard path
+        same = False
+    return fast if same else encode
+
+
+_encode = _canonical_encoder()
+
 _HEADS: dict[int, tuple[AgentSpec, str, str, str, str]] = {}
 """Per agent spec (by identity, the spec kept alive beside it): the canonical JSON around the
 messages and the sampling, and the seedless sampling's JSON; built once per spec."""
@@ -37,7 +67,7 @@ def _spec_parts(spec: AgentSpec) -> tuple[str, str, str, str]:
     found = _HEADS.get(id(spec))
     if found is not None and found[0] is spec:
         return found[1:]
-    encode = _CANONICAL.encode
+    encode = _encode
     template = spec.prompt_template if spec.mode == "completion" else None
     head = f'{{"agent":{encode(spec.name)},"extra_body":{encode(dict(spec.extra_body))},"messages":'
     middle = f',"mode":{encode(spec.mode)},"model":{encode(spec.model)},"sampling":'
@@ -52,7 +82,10 @@ def _spec_parts(spec: AgentSpec) -> tuple[str, str, str, str]:
 def messages_json(messages: Sequence[Message]) -> str:
     """The messages' part of the canonical request JSON (encode once, hash twice: the request's
     key and its hash share it)."""
-    return _CANONICAL.encode([m.to_dict() for m in messages])
+    # `Message.to_dict` is {"role", "content"}: sorted, "content" comes first
+    string = _STRING
+    parts = [f'{{"content":{string(m.content)},"role":{string(m.role)}}}' for m in messages]
+    return f"[{','.join(parts)}]"
 
 
 def request_hash(
@@ -70,7 +103,7 @@ def request_hash(
     together from parts so the per-agent parts are encoded once. `encoded`: `messages_json` of
     `messages`, when the caller has it already.
     """
-    return _hash(spec, messages, _CANONICAL.encode(sampling), encoded)
+    return _hash(spec, messages, _encode(sampling), encoded)
 
 
 def _hash(spec: AgentSpec, messages: Sequence[Message], sampling: str, encoded: str | None) -> str:
