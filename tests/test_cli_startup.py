@@ -66,6 +66,28 @@ def test_importing_the_cli_loads_no_heavy_module() -> None:
     assert _heavy(_loaded_after("import toa.cli")) == []
 
 
+def _loaded_by_command(*argv: str) -> list[str]:
+    """The modules loaded once `toa ARGV` has run (printed at exit, whatever its exit code)."""
+    probe = (
+        "import atexit, json, sys\n"
+        "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.stderr))\n"
+        f"sys.argv = ['toa', *{list(argv)!r}]\n"
+        "from toa.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=60
+    )
+    modules: list[str] = json.loads(done.stderr.strip().splitlines()[-1])
+    return modules
+
+
+@pytest.mark.parametrize("argv", [["run", "--help"], ["status", "no-such-run-dir"]])
+def test_a_command_loads_no_heavy_module_before_it_needs_one(argv: list[str]) -> None:
+    # typer 0.29 builds a pydantic adapter for every option (about 0.1 s): pinned below it.
+    assert _heavy(_loaded_by_command(*argv)) == []
+
+
 def test_the_strategy_names_load_without_the_strategies() -> None:
     modules = _loaded_after("import toa.search.names")
     assert "toa.search.strategies" not in modules
