@@ -369,8 +369,16 @@ class PromptContext:
             StoreError: a record could not be written (the prompt must not count as done).
         """
         pending, self._pending = self._pending, []
-        if pending:
-            await asyncio.gather(*pending)
+        # Most were committed while the search went on: read those at once, in order, and
+        # wait only for the rest (a gather over every record costs a callback per record).
+        waiting = []
+        for future in pending:
+            if future.done():
+                future.result()  # raises its StoreError
+            else:
+                waiting.append(future)
+        if waiting:
+            await asyncio.gather(*waiting)
 
     def _check_store(self) -> None:
         """Refuse new spending once the store has failed a write (disk full, I/O error, ...)."""
