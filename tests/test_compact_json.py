@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import math
 from types import MappingProxyType
 from typing import Any
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -28,7 +26,6 @@ json_values = st.recursive(
 def test_dumps_reads_back_as_the_standard_library_writes(value: Any) -> None:
     written = compact_json.dumps(value)
     assert json.loads(written) == json.loads(json.dumps(value))
-    assert compact_json.loads(written) == json.loads(json.dumps(value))
 
 
 @given(st.dictionaries(st.text(), st.integers(), max_size=5))
@@ -43,14 +40,3 @@ def test_what_orjson_refuses_is_written_by_the_standard_library() -> None:
     assert compact_json.dumps([2**70]) == b"[1180591620717411303424]"  # beyond 64 bits
     assert compact_json.dumps({"extra": MappingProxyType({"gold": 4})}) == b'{"extra":{"gold":4}}'
     assert compact_json.dumps_text({"é": "ü"}) == '{"é":"ü"}'  # UTF-8 as is
-
-
-def test_what_orjson_cannot_read_is_read_by_the_standard_library() -> None:
-    assert compact_json.loads(b"[NaN]")[0] != compact_json.loads(b"[NaN]")[0]
-    assert compact_json.loads("[-Infinity]") == [-math.inf]
-    assert compact_json.loads(b"[1180591620717411303424]") == [2**70]
-
-
-def test_not_json_is_the_standard_librarys_error() -> None:
-    with pytest.raises(json.JSONDecodeError):
-        compact_json.loads(b"<html>")

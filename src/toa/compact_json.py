@@ -1,5 +1,5 @@
-"""Compact JSON for what every call and every prompt writes and reads: request bodies, replies,
-trees, result lines, priors.
+"""Compact JSON for what every call and every prompt writes: request bodies, trees, result lines,
+priors.
 
 `dumps` is orjson (a dozen times faster than the standard library on a search tree, measured in
 `benchmarks/engine_throughput.py`'s profile; see the changelog), with the standard library as
@@ -10,7 +10,8 @@ JSON has no NaN or infinity: orjson writes them as ``null`` (the records never h
 margins and latencies are finite by construction).
 
 Hashed forms (request hashes, prompt hashes) do not use this module: their bytes are pinned,
-and they keep the standard library's exact output.
+and they keep the standard library's exact output. Replies are read by the standard library:
+orjson reads an integer beyond 64 bits as a float, and a reader must not round a number.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["dumps", "dumps_text", "loads"]
+__all__ = ["dumps", "dumps_text"]
 
 
 def _default(value: Any) -> Any:
@@ -46,16 +47,3 @@ def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
 def dumps_text(value: Any, *, sort_keys: bool = False) -> str:
     """`dumps` as a str."""
     return dumps(value, sort_keys=sort_keys).decode("utf-8")
-
-
-def loads(data: bytes | str) -> Any:
-    """Parse JSON: orjson, and the standard library for what orjson refuses (NaN and Infinity
-    literals, integers beyond 64 bits), so that nothing the standard library reads fails here.
-
-    Raises:
-        ValueError: the text is not JSON (`json.JSONDecodeError`).
-    """
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data)

@@ -11,7 +11,6 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from toa import compact_json
 from toa.agents.spec import AgentSpec
 from toa.errors import (
     AgentError,
@@ -89,7 +88,7 @@ def parse_choice(spec: AgentSpec, payload: bytes) -> tuple[str, str, Usage, TopL
     """(text, finish_reason, usage, top logprobs) from a 2xx body; ResponseFormatError when it is
     not one. Top logprobs are None unless the request asked for them and the server sent them."""
     try:
-        data = compact_json.loads(payload)
+        data = json.loads(payload)
         choice = data["choices"][0]
         text = choice["message"]["content"] if spec.mode == "chat" else choice["text"]
     except (ValueError, KeyError, IndexError, TypeError) as exc:
