@@ -18,7 +18,6 @@ import os
 import platform
 import time
 from collections.abc import Iterator, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +58,8 @@ _AGENT_OPERATIONAL = frozenset(
 
 
 def _versions() -> dict[str, str]:
+    from importlib import metadata  # about 20 ms: only when a manifest is written
+
     versions = {"toa": __version__, "python": platform.python_version()}
     for package in ("aiohttp", "pydantic", "pyyaml"):
         try:

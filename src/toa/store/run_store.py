@@ -21,7 +21,6 @@ hash no longer matches is re-done, and its new record must supersede the stale o
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import json
 import logging
@@ -35,12 +34,23 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from toa import compact_json
 from toa.errors import StoreError
 from toa.store.sqlite import configure, connect
 from toa.store.writer import Barrier, GroupWriter, Write, WriteItem, repair_hint, store_error
+
+if TYPE_CHECKING:
+    import asyncio
+
+
+def _running_loop() -> asyncio.AbstractEventLoop:
+    """The caller's event loop. asyncio loads with the first write, not with a reader."""
+    import asyncio
+
+    return asyncio.get_running_loop()
+
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -602,7 +612,7 @@ class RunStore(StoreReader, GroupWriter):
         unchanged request is not paid for twice.
         """
         first, *rest = (f"DELETE FROM {table} WHERE prompt_id = ?" for table in _DISCARD_TABLES)
-        loop = asyncio.get_running_loop()
+        loop = _running_loop()
         future: asyncio.Future[None] = loop.create_future()
         more = tuple((sql, (prompt_id,)) for sql in rest)
         label = f"discard ({prompt_id!r})"
@@ -628,7 +638,7 @@ class RunStore(StoreReader, GroupWriter):
         await self._submit(sql, params, label)
 
     def _submit(self, sql: str, params: tuple[Any, ...], label: str) -> asyncio.Future[None]:
-        loop = asyncio.get_running_loop()
+        loop = _running_loop()
         future: asyncio.Future[None] = loop.create_future()
         # A failed write is reported by the writer (logged, and `failure` stops new writes) and
         # by whoever awaits it; one nobody awaits any more (its prompt was stopped) stays quiet

@@ -7,7 +7,6 @@ write when one statement fails), then settle every waiter on its own event loop.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import queue
 import shutil
@@ -16,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toa.errors import StoreError
 from toa.store.layout import MANIFEST_NAME, RESULTS_NAME, STORE_NAME
@@ -111,7 +110,10 @@ WriteItem = Write | list[Write] | Barrier | None
 """A queue item: one write, the writes of one event-loop iteration, a barrier, or None (stop)."""
 
 
-_Waiter = tuple[asyncio.Future[None], StoreError | None]
+if TYPE_CHECKING:  # asyncio itself loads with the first write, not with a reader (`toa status`)
+    import asyncio
+
+    _Waiter = tuple[asyncio.Future[None], StoreError | None]
 
 
 def _settle_futures(pairs: list[_Waiter]) -> None:
