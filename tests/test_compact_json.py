@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from types import MappingProxyType
 from typing import Any
 
@@ -40,3 +41,15 @@ def test_what_orjson_refuses_is_written_by_the_standard_library() -> None:
     assert compact_json.dumps([2**70]) == b"[1180591620717411303424]"  # beyond 64 bits
     assert compact_json.dumps({"extra": MappingProxyType({"gold": 4})}) == b'{"extra":{"gold":4}}'
     assert compact_json.dumps_text({"é": "ü"}) == '{"é":"ü"}'  # UTF-8 as is
+
+
+def test_a_nan_from_outside_is_kept_not_nulled() -> None:
+    row = {"id": "p1", "extra": {"score": float("nan"), "ok": [1.5]}, "best": None}
+    line = compact_json.dumps_text(row, user_data=row["extra"])
+    assert line == '{"id":"p1","extra":{"score":NaN,"ok":[1.5]},"best":null}'
+    assert (
+        compact_json.dumps_text({"extra": {"a": 1.0}}, user_data={"a": 1.0})
+        == '{"extra":{"a":1.0}}'
+    )
+    assert compact_json.holds_non_finite({"a": [1, (2.0, -math.inf)]})
+    assert not compact_json.holds_non_finite({"a": [1, "nan", None]})

@@ -6,8 +6,10 @@ priors.
 the fallback for what orjson refuses (integers beyond 64 bits, keys that are not strings), so
 that nothing the standard library could write fails here. Read-only mappings (a prompt's
 `extra`) are written as objects. The output is UTF-8 with compact separators; floats round-trip.
-JSON has no NaN or infinity: orjson writes them as ``null`` (the records never hold one: rewards,
-margins and latencies are finite by construction).
+JSON has no NaN or infinity: orjson writes them as ``null``. What TOA computes is finite by
+construction (rewards, margins, latencies); a value from outside (a prompt's row fields, which
+the standard library's reader takes with NaN) is checked with `user_data`, and one that holds
+NaN or an infinity is written by the standard library, as before, so that nothing is nulled.
 
 Hashed forms (request hashes, prompt hashes) do not use this module: their bytes are pinned,
 and they keep the standard library's exact output. Replies are read by the standard library:
@@ -17,12 +19,13 @@ orjson reads an integer beyond 64 bits as a float, and a reader must not round a
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-__all__ = ["dumps", "dumps_text"]
+__all__ = ["dumps", "dumps_text", "holds_non_finite"]
 
 
 def _default(value: Any) -> Any:
@@ -44,6 +47,22 @@ def dumps(value: Any, *, sort_keys: bool = False) -> bytes:
         return text.encode("utf-8")
 
 
-def dumps_text(value: Any, *, sort_keys: bool = False) -> str:
-    """`dumps` as a str."""
+def dumps_text(value: Any, *, sort_keys: bool = False, user_data: Any = None) -> str:
+    """`dumps` as a str. `user_data`: the part of `value` that came from outside; when it holds
+    NaN or an infinity, the standard library writes the whole value (``NaN``, ``Infinity``)."""
+    if user_data is not None and holds_non_finite(user_data):
+        return json.dumps(
+            value, ensure_ascii=False, separators=(",", ":"), default=_default, sort_keys=sort_keys
+        )
     return dumps(value, sort_keys=sort_keys).decode("utf-8")
+
+
+def holds_non_finite(value: Any) -> bool:
+    """Whether a NaN or an infinity is inside `value` (mappings, lists and tuples searched)."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, Mapping):
+        return any(holds_non_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(holds_non_finite(v) for v in value)
+    return False

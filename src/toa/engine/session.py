@@ -285,7 +285,7 @@ class RunSession:
     async def _finish(
         self, prompt_id: str, result: dict[str, Any], compute: Compute, *, ok: bool
     ) -> None:
-        line = compact_json.dumps_text(result)
+        line = compact_json.dumps_text(result, user_data=result.get("extra"))
         write = self.store.write_result(prompt_id, "done" if ok else "failed", line)
         # Counted before the wait: the write is queued when it starts, and a queued write is
         # committed even if a stop cancels this wait, so the report matches the store.
