@@ -6,7 +6,8 @@ same number of calls, each in a fresh child process (so CPU time and peak RSS ar
 alternated A/B/C `--repeats` times, the best of each kept (the least disturbed run):
 
 * aiohttp: a bare aiohttp loop (one session, a semaphore, JSON in and out): the floor;
-* client: the same calls through TOA's `AgentPool` (limits, retries, breakers, parsing);
+* client: the same calls through TOA's `AgentPool` (limits, retries, breakers, parsing) and its
+  plain-HTTP transport (`toa.agents.transport`: pooled keep-alive connections, httptools);
 * engine: `toa run`'s engine (`toa.engine.runner.run`): search, store, accounting, results;
 * ucb: the same engine with the paper's UCB rule (`rule: ucb`) instead of the default Bayesian
   rule, whose seeded Thompson draws cost CPU of their own (reported, no goal).
@@ -19,6 +20,8 @@ Finally peak RSS of 10,000 prompts at budget 4 is compared with 1,000 prompts at
 Goals (issue 16): engine CPU per call <= 2x the aiohttp loop's (`cpu_vs_aiohttp`); engine
 throughput >= 0.9 of the client loop's (`throughput_vs_client`); peak RSS at 10,000 prompts
 within 20% of 1,000 prompts (`rss_growth_10x_prompts`). Every ratio comes from this run.
+`cpu_vs_client` (no goal) is the engine's CPU per call over the client loop's: what the search,
+store and accounting add on top of TOA's own HTTP path, apart from the transport's savings.
 """
 
 from __future__ import annotations
@@ -232,6 +235,7 @@ def main() -> None:
         f"engine_wall_s={kept['engine']['wall_s']:.2f}",
         f"ucb_cpu_us_per_call={per_call['ucb'] * 1e6:.0f}",
         f"ucb_cpu_vs_aiohttp={per_call['ucb'] / per_call['aiohttp']:.2f}",
+        f"cpu_vs_client={per_call['engine'] / per_call['client']:.2f}",
     ]
     if memory is not None:
         print(

@@ -1,18 +1,19 @@
-"""The agent client: the only module in TOA that speaks HTTP.
+"""The agent client: with `toa.agents.transport`, the only code in TOA that speaks HTTP.
 
-One `AgentPool` owns one aiohttp session shared by every agent; each `AgentClient` adds, for its
-agent: replicas chosen by least in-flight requests, a concurrency limit, an optional
-requests-per-minute limit, timeouts, bounded retries with backoff and jitter (retryable failures
-only, Retry-After honoured), and a circuit breaker per replica. When every replica is out the
-client raises `AgentUnavailableError` at once instead of waiting, and `is_available()` says so
-beforehand, so a search can skip the agent.
+One `AgentPool` owns one HTTP transport (pooled keep-alive connections for http://, aiohttp for
+https://) shared by every agent; each `AgentClient` adds, for its agent: replicas chosen by least
+in-flight requests, a concurrency limit, an optional requests-per-minute limit, timeouts, bounded
+retries with backoff and jitter (retryable failures only, Retry-After honoured), and a circuit
+breaker per replica. When every replica is out the client raises `AgentUnavailableError` at once
+instead of waiting, and `is_available()` says so beforehand, so a search can skip the agent.
 
 Breakers belong to (agent, replica), never to a URL alone: agents that share one server (several
 models behind one vLLM router, say) each have their own, so one agent's failures (its model not
 loaded, its backend dead) never take the others out; only failures an agent sees itself count for
 it. Every breaker message names the agent and the replica's URL.
 
-aiohttp was chosen over the openai SDK by measurement: see benchmarks/client_throughput.py.
+aiohttp was chosen over the openai SDK by measurement (benchmarks/client_throughput.py); the
+plain-HTTP transport over aiohttp by measurement too (benchmarks/engine_throughput.py).
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ from dataclasses import dataclass, replace
 from types import TracebackType
 from typing import Any, TypeVar
 
-import aiohttp
-
 from toa import compact_json
 from toa.agents.breaker import CircuitBreaker, RateLimiter
 from toa.agents.spec import AgentSpec
+from toa.agents.transport import Target, Transport, make_target
 from toa.agents.wire import build_body, endpoint_path, error_for_status, parse_choice
 from toa.errors import (
     AgentConnectionError,
@@ -102,7 +102,7 @@ class AgentClient:
 
     Args:
         spec: the agent's settings.
-        session: the shared aiohttp session (not owned).
+        transport: the shared HTTP transport (not owned).
         rng: source of backoff jitter (seed it for reproducible timings in tests).
         clock: monotonic clock used by breakers and the rate limiter.
     """
@@ -110,14 +110,14 @@ class AgentClient:
     def __init__(
         self,
         spec: AgentSpec,
-        session: aiohttp.ClientSession,
+        transport: Transport,
         *,
         rng: random.Random | None = None,
         clock: Any = time.monotonic,
     ) -> None:
         self.spec = spec
         self.stats = AgentStats()
-        self._session = session
+        self._transport = transport
         self._rng = rng or random.Random()
         self._secret = _read_key(spec)
         self._path = endpoint_path(spec)
@@ -134,9 +134,7 @@ class AgentClient:
         self._headers = {"Content-Type": "application/json"}
         if self._secret is not None:
             self._headers["Authorization"] = f"Bearer {self._secret.reveal()}"
-        self._timeout = aiohttp.ClientTimeout(
-            total=spec.timeout_s, sock_connect=min(spec.connect_timeout_s, spec.timeout_s)
-        )
+        self._targets: dict[tuple[str, str], Target] = {}  # (base URL, path) -> target
         self._turn = 0  # rotates ties between equally loaded replicas
 
     @property
@@ -332,31 +330,32 @@ class AgentClient:
     async def _post(self, endpoint: Endpoint, path: str, payload: bytes, parse: Parser[T]) -> T:
         spec = self.spec
         started = time.perf_counter()
+        target = self._targets.get((endpoint.base_url, path))
+        if target is None:
+            target = make_target(endpoint.base_url + path, self._headers)
+            self._targets[endpoint.base_url, path] = target
         try:
-            async with self._session.post(
-                endpoint.base_url + path, data=payload, headers=self._headers, timeout=self._timeout
-            ) as response:
-                body = await response.read()
-                status = response.status
-                retry_after = response.headers.get("Retry-After")
+            reply = await self._transport.post(
+                target, payload, timeout_s=spec.timeout_s, connect_timeout_s=spec.connect_timeout_s
+            )
         except TimeoutError as exc:
             raise AgentTimeoutError(
                 f"no answer within {spec.timeout_s:g} s; raise timeout_s or check the server load",
                 agent=spec.name,
                 endpoint=endpoint.base_url,
             ) from exc
-        except aiohttp.ClientError as exc:
+        except OSError as exc:
             raise AgentConnectionError(
                 f"connection failed ({type(exc).__name__}: {exc}); is the server running?",
                 agent=spec.name,
                 endpoint=endpoint.base_url,
             ) from exc
-        if status >= 300:
+        if reply.status >= 300:
             secret = self._secret.reveal() if self._secret else None
             raise error_for_status(
-                spec, endpoint.base_url, status, body, retry_after, secret=secret
+                spec, endpoint.base_url, reply.status, reply.body, reply.retry_after, secret=secret
             )
-        return parse(endpoint, body, started)
+        return parse(endpoint, reply.body, started)
 
 
 def check_key(spec: AgentSpec) -> None:
@@ -374,7 +373,7 @@ def _read_key(spec: AgentSpec) -> _Secret | None:
 
 
 class AgentPool:
-    """The clients of a set of agents over one shared HTTP session.
+    """The clients of a set of agents over one shared HTTP transport.
 
     Use as ``async with AgentPool(specs) as pool: await pool["qwen"].generate(...)``.
 
@@ -398,7 +397,7 @@ class AgentPool:
         self._specs = tuple(specs)
         self._seed = seed
         self._connection_limit = connection_limit
-        self._session: aiohttp.ClientSession | None = None
+        self._transport: Transport | None = None
         self._clients: dict[str, AgentClient] = {}
 
     async def __aenter__(self) -> AgentPool:
@@ -414,27 +413,27 @@ class AgentPool:
         await self.close()
 
     async def open(self) -> None:
-        """Open the shared session and build the clients (reads API keys from the environment)."""
-        if self._session is not None:
+        """Open the shared transport and build the clients (reads API keys from the
+        environment)."""
+        if self._transport is not None:
             return
-        connector = aiohttp.TCPConnector(limit=self._connection_limit, ttl_dns_cache=300)
-        session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        transport = Transport(connection_limit=self._connection_limit)
         try:
             rng = random.Random(self._seed)
             self._clients = {
-                s.name: AgentClient(s, session, rng=random.Random(rng.random()))
+                s.name: AgentClient(s, transport, rng=random.Random(rng.random()))
                 for s in self._specs
             }
         except BaseException:
-            await session.close()
+            await transport.close()
             raise
-        self._session = session
+        self._transport = transport
 
     async def close(self) -> None:
-        """Close the shared session; in-flight requests are abandoned."""
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        """Close the shared transport; in-flight requests are abandoned."""
+        if self._transport is not None:
+            await self._transport.close()
+            self._transport = None
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -444,7 +443,7 @@ class AgentPool:
         try:
             return self._clients[name]
         except KeyError:
-            if self._session is None:
+            if self._transport is None:
                 raise RuntimeError(
                     "the pool is not open; use `async with AgentPool(...)`"
                 ) from None

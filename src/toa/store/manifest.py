@@ -61,7 +61,7 @@ def _versions() -> dict[str, str]:
     from importlib import metadata  # about 20 ms: only when a manifest is written
 
     versions = {"toa": __version__, "python": platform.python_version()}
-    for package in ("aiohttp", "pydantic", "pyyaml"):
+    for package in ("aiohttp", "httptools", "orjson", "pydantic", "pyyaml"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
