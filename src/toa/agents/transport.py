@@ -29,7 +29,7 @@ import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 import httptools
@@ -44,8 +44,9 @@ class TransportError(ConnectionError):
     """The server's reply was not valid HTTP/1.1, or the connection ended in the middle of it."""
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
+class Reply(NamedTuple):
+    """A complete reply, whatever its status."""
+
     status: int
     body: bytes
     retry_after: str | None

@@ -265,14 +265,14 @@ class PromptContext:
     ) -> list[Score]:
         results: list[Score | None] = [None] * len(responses)
         todo: list[int] = []
-        for i, (text, node_id) in enumerate(zip(responses, node_ids, strict=True)):
-            digest = text_hash(text)
+        digests = [text_hash(text) for text in responses]
+        for i, (digest, node_id) in enumerate(zip(digests, node_ids, strict=True)):
             stored = self._stored_rewards.get(node_id)
             if stored is not None and stored.response_hash == digest:
                 results[i] = replayed_score(stored)
             elif (moved := self._rewards_by_text.get(digest)) is not None:
                 replayed = results[i] = replayed_score(moved)  # the same text, another node
-                self._store_reward(node_id, text, replayed)
+                self._store_reward(node_id, digest, replayed)
             else:
                 todo.append(i)
         if todo:
@@ -286,7 +286,7 @@ class PromptContext:
                     self._gate.leave()
             for i, score in zip(todo, fresh, strict=True):
                 results[i] = score
-                self._store_reward(node_ids[i], responses[i], score)
+                self._store_reward(node_ids[i], digests[i], score)
         final = [s for s in results if s is not None]
         self.compute.reward_calls += len(final)
         self.compute.failed_rewards += sum(isinstance(s, ScoreFailure) for s in final)
@@ -400,7 +400,7 @@ class PromptContext:
         if self._store is not None:
             self._pending.append(self._store.submit_call(record))
 
-    def _store_reward(self, node_id: int, text: str, score: Score) -> None:
+    def _store_reward(self, node_id: int, response_hash: str, score: Score) -> None:
         if self._store is None:
             return
         failed = isinstance(score, ScoreFailure)
@@ -409,7 +409,7 @@ class PromptContext:
                 RewardRecord(
                     prompt_id=self.prompt.id,
                     node_id=node_id,
-                    response_hash=text_hash(text),
+                    response_hash=response_hash,
                     ok=not failed,
                     score=None if isinstance(score, ScoreFailure) else float(score),
                     error=score.message if isinstance(score, ScoreFailure) else None,

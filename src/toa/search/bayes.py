@@ -169,7 +169,7 @@ class BayesState:
         record = {
             **config.to_dict(),
             "templates": templates.hashes(),
-            "prior": None if prior is None or prior.is_empty else prior.to_dict(),
+            "prior": None if prior is None or prior.is_empty else prior.record(),
         }
         self.tree = SearchTree.new(
             prompt_id=prompt.id,

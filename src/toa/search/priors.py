@@ -343,9 +343,18 @@ class Prior:
         per prior: prompts that start between two finishing share the run's snapshot)."""
         return self._json
 
+    def record(self) -> dict[str, Any]:
+        """`to_dict`, computed once per prior and shared by every caller (the trees of prompts
+        that start from this prior, `to_json`): read it, never modify it."""
+        return self._record
+
+    @functools.cached_property
+    def _record(self) -> dict[str, Any]:
+        return self.to_dict()
+
     @functools.cached_property
     def _json(self) -> str:
-        return compact_json.dumps_text(self.to_dict(), sort_keys=True)
+        return compact_json.dumps_text(self._record, sort_keys=True)
 
 
 def load_prior(path: str | Path, agents: tuple[str, ...]) -> Prior:
