@@ -236,6 +236,69 @@ async def test_a_timeout_closes_the_connection() -> None:
     assert server.connections == 2  # the timed-out connection was not reused
 
 
+async def test_timeouts_fire_after_their_deadline_and_answers_in_time_are_kept() -> None:
+    """Deadlines share one timer per tick (`TICK_S`): a request times out no earlier than its
+    `timeout_s` and about a tick later at most; one answered in time is not touched by its
+    tick's timer."""
+
+    async def by_body(body: bytes, writer: asyncio.StreamWriter) -> bool:
+        await asyncio.sleep(float(body))
+        writer.write(reply(body))
+        return True
+
+    async with ScriptedServer(by_body) as server:
+        transport = Transport()
+        loop = asyncio.get_running_loop()
+        target = server.target()
+
+        async def timed(delay: str, timeout_s: float) -> tuple[float, Reply | BaseException]:
+            started = loop.time()
+            try:
+                answer: Reply | BaseException = await post(
+                    transport, target, delay.encode(), timeout_s=timeout_s
+                )
+            except TimeoutError as exc:
+                answer = exc
+            return loop.time() - started, answer
+
+        runs = await asyncio.gather(
+            *(timed("5", 0.1 + 0.013 * i) for i in range(6)),  # each one times out
+            *(timed("0.05", 0.1 + 0.013 * i) for i in range(6)),  # each one is answered
+        )
+        await transport.close()
+    for i, (took, answer) in enumerate(runs[:6]):
+        assert isinstance(answer, TimeoutError)
+        assert 0.1 + 0.013 * i <= took < 0.1 + 0.013 * i + 0.5
+    assert all(isinstance(a, Reply) and a.body == b"0.05" for _, a in runs[6:])
+
+
+def test_the_transport_runs_on_uvloop() -> None:
+    """An application on uvloop (uvicorn's default) gets the same transport: its TCP transport
+    is not an `asyncio.Transport` subclass, and its clock is its own."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> tuple[list[bytes], int, bool]:
+        async with ScriptedServer(echo) as server:
+            transport = Transport()
+            bodies = [(await post(transport, server.target(), b"[%d]" % i)).body for i in range(3)]
+            stalled = ScriptedServer(lambda body, writer: asyncio.sleep(5, result=True))
+            async with stalled:
+                try:
+                    await post(transport, stalled.target(), timeout_s=0.1)
+                except TimeoutError:
+                    timed_out = True
+                else:
+                    timed_out = False
+            await transport.close()
+        return bodies, server.connections, timed_out
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        bodies, connections, timed_out = runner.run(main())
+    assert bodies == [b"[0]", b"[1]", b"[2]"]
+    assert connections == 1
+    assert timed_out
+
+
 async def test_a_cancelled_request_does_not_leave_its_connection_in_the_pool() -> None:
     async def slow(body: bytes, writer: asyncio.StreamWriter) -> bool:
         await asyncio.sleep(0.3)

@@ -19,7 +19,6 @@ plain-HTTP transport over aiohttp by measurement too (benchmarks/engine_throughp
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import random
@@ -31,6 +30,7 @@ from typing import Any, TypeVar
 
 from toa import compact_json
 from toa.agents.breaker import CircuitBreaker, RateLimiter
+from toa.agents.slots import Slots
 from toa.agents.spec import AgentSpec
 from toa.agents.transport import Target, Transport, make_target
 from toa.agents.wire import build_body, endpoint_path, error_for_status, parse_choice
@@ -127,7 +127,8 @@ class AgentClient:
             )
             for u in spec.base_urls
         )
-        self._slots = asyncio.Semaphore(spec.max_concurrency)
+        self._slots = Slots(spec.max_concurrency)
+        self._fields = spec.sampling.to_request_fields()  # the agent's own, made once
         self._limiter = (
             RateLimiter(spec.requests_per_minute, clock=clock) if spec.requests_per_minute else None
         )
@@ -161,9 +162,11 @@ class AgentClient:
         *,
         sampling: SamplingParams | None = None,
         extra_body: Mapping[str, Any] | None = None,
+        seed: int | None = None,
     ) -> Completion:
         """One completion of `messages`, retried as the policy allows.
 
+        `sampling` replaces the agent's sampling settings for this call, and `seed` their seed.
         `extra_body` adds request fields for this call (e.g. ``{"logprobs": True,
         "top_logprobs": 5}``; the reply's top log-probabilities then fill `Completion.logprobs`).
 
@@ -173,7 +176,10 @@ class AgentClient:
             RetryableAgentError: the last transient failure, once `max_attempts` are spent.
             AgentUnavailableError: every replica is out; raised without waiting.
         """
-        body = build_body(self.spec, as_messages(messages), sampling or self.spec.sampling)
+        fields = self._fields if sampling is None else sampling.to_request_fields()
+        if seed is not None:
+            fields = {**fields, "seed": seed}
+        body = build_body(self.spec, as_messages(messages), fields)
         if extra_body:
             body.update(extra_body)
         completion, attempts = await self._call(self._path, body, self._completion)
@@ -208,7 +214,7 @@ class AgentClient:
 
     def _json(self, endpoint: Endpoint, body: bytes, started: float) -> Any:
         try:
-            return json.loads(body)
+            return compact_json.loads(body)
         except ValueError as exc:
             raise ResponseFormatError(
                 f"the reply is not JSON ({exc}); check the endpoint's URL and path",
@@ -288,7 +294,10 @@ class AgentClient:
         """One HTTP request, under the concurrency and rate limits, to the replica chosen once a
         slot is free (so the choice sees the current load); records the outcome on its breaker.
         """
-        async with self._slots:
+        slots = self._slots
+        if not slots.try_take():  # the limit is reached: wait for a slot
+            await slots.take()
+        try:
             if self._limiter is not None:
                 await self._limiter.acquire()
             endpoint = self._claim_endpoint(avoid=last.endpoint if last else None)
@@ -300,6 +309,8 @@ class AgentClient:
                 return await self._post_and_judge(endpoint, path, payload, parse)
             finally:
                 endpoint.in_flight -= 1
+        finally:
+            slots.give()
 
     async def _post_and_judge(
         self, endpoint: Endpoint, path: str, payload: bytes, parse: Parser[T]

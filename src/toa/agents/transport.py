@@ -25,11 +25,12 @@ aiohttp, with its TLS handling, as before. No proxy is used for either (as befor
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -87,6 +88,47 @@ def make_target(url: str, headers: Mapping[str, str]) -> Target:
     return Target(url=url, secure=secure, host=host, port=port, head=head, headers=dict(headers))
 
 
+TICK_S = 0.01
+"""Request deadlines are kept per tick of this many seconds, one timer per tick: a timeout
+fires up to a tick after its deadline, never before it."""
+
+
+class _Deadlines:
+    """The deadlines of one loop's requests in flight, grouped by tick.
+
+    A timer per request costs a heap entry, a handle and its cancellation on every call, nearly
+    always cancelled; here a tick's requests share one timer, and a request that ends in time
+    only leaves its tick's set.
+    """
+
+    __slots__ = ("_ticks", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self._ticks: dict[int, set[_Connection]] = {}
+
+    def add(self, connection: _Connection, deadline: float) -> int:
+        """Expire `connection` at the first tick not before `deadline`; returns that tick."""
+        tick = math.ceil(deadline / TICK_S)
+        if tick * TICK_S < deadline:  # float rounding: never early
+            tick += 1
+        waiting = self._ticks.get(tick)
+        if waiting is None:
+            waiting = self._ticks[tick] = set()
+            self.loop.call_at(tick * TICK_S, self._fire, tick)
+        waiting.add(connection)
+        return tick
+
+    def discard(self, connection: _Connection, tick: int) -> None:
+        waiting = self._ticks.get(tick)
+        if waiting is not None:
+            waiting.discard(connection)
+
+    def _fire(self, tick: int) -> None:
+        for connection in self._ticks.pop(tick, ()):
+            connection.expire()
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection: one request at a time, its reply read by httptools."""
 
@@ -96,6 +138,8 @@ class _Connection(asyncio.Protocol):
         self.idle_since = 0.0
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[Reply] | None = None
+        self._deadlines: _Deadlines | None = None  # where the request in flight expires
+        self._tick = 0  # ... at which tick
         self._reset()
 
     def _reset(self) -> None:
@@ -104,12 +148,10 @@ class _Connection(asyncio.Protocol):
         self._encoding: bytes | None = None
         self._framed = False  # Content-Length or chunked: the reply does not end with the EOF
         self._headers_done = False
-        self._timer: asyncio.TimerHandle | None = None
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None:  # bytes nobody asked for: the connection is not usable
@@ -156,29 +198,34 @@ class _Connection(asyncio.Protocol):
         self._deliver(keep_alive=self._parser.should_keep_alive())
 
     # the client side
-    def send(self, data: bytes, deadline: float) -> asyncio.Future[Reply]:
-        """Write one request; the future holds its reply (TimeoutError past `deadline`)."""
+    def send(self, data: bytes, deadline: float, deadlines: _Deadlines) -> asyncio.Future[Reply]:
+        """Write one request; the future holds its reply (TimeoutError past `deadline`, on
+        `deadlines`' loop clock)."""
         assert self.transport is not None
         assert self._waiter is None
         if self.closed:
             raise ConnectionResetError("the server closed the connection before the request")
-        loop = asyncio.get_running_loop()
-        self._waiter = waiter = loop.create_future()
-        self._timer = loop.call_at(deadline, self._expire)
+        self._waiter = waiter = deadlines.loop.create_future()
+        self._tick = deadlines.add(self, deadline)
+        self._deadlines = deadlines
         self.transport.write(data)
         return waiter
 
     def close(self) -> None:
         self.closed = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._forget_deadline()
         if self.transport is not None:
             self.transport.abort()
 
-    def _expire(self) -> None:
-        self._timer = None
+    def expire(self) -> None:
+        """The request's deadline has passed (called by its tick)."""
+        self._deadlines = None
         self._fail(TimeoutError("no complete reply before the deadline"))
+
+    def _forget_deadline(self) -> None:
+        if self._deadlines is not None:
+            self._deadlines.discard(self, self._tick)
+            self._deadlines = None
 
     def _deliver(self, *, keep_alive: bool) -> None:
         waiter = self._waiter
@@ -216,8 +263,7 @@ class _Connection(asyncio.Protocol):
             waiter.set_exception(error)
 
     def _finish(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
+        self._forget_deadline()
         self._waiter = None
         self._reset()
 
@@ -233,6 +279,7 @@ class Transport:
     def __init__(self, *, connection_limit: int = 0) -> None:
         self._idle: dict[tuple[str, int], list[_Connection]] = {}
         self._busy: set[_Connection] = set()
+        self._deadlines: _Deadlines | None = None  # of the loop it runs on
         self._slots = asyncio.Semaphore(connection_limit) if connection_limit > 0 else None
         self._connection_limit = connection_limit
         self._session: Any = None  # aiohttp's, made for the first https:// request
@@ -262,6 +309,9 @@ class Transport:
         self, target: Target, payload: bytes, timeout_s: float, connect_timeout_s: float
     ) -> Reply:
         loop = asyncio.get_running_loop()
+        deadlines = self._deadlines
+        if deadlines is None or deadlines.loop is not loop:
+            deadlines = self._deadlines = _Deadlines(loop)
         deadline = loop.time() + timeout_s
         key = (target.host, target.port)
         connection = self._take_idle(key)
@@ -270,7 +320,9 @@ class Transport:
         self._busy.add(connection)
         try:
             reply = await connection.send(
-                target.head + str(len(payload)).encode() + b"\r\n\r\n" + payload, deadline
+                target.head + str(len(payload)).encode() + b"\r\n\r\n" + payload,
+                deadline,
+                deadlines,
             )
         except BaseException:  # failed, timed out or cancelled: never reuse it
             connection.close()

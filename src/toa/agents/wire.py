@@ -11,6 +11,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from toa import compact_json
 from toa.agents.spec import AgentSpec
 from toa.errors import (
     AgentError,
@@ -71,15 +72,16 @@ def render_prompt(spec: AgentSpec, messages: Sequence[Message]) -> str:
 
 
 def build_body(
-    spec: AgentSpec, messages: Sequence[Message], sampling: SamplingParams
+    spec: AgentSpec, messages: Sequence[Message], sampling: SamplingParams | dict[str, Any]
 ) -> dict[str, Any]:
-    """The JSON body of one request, for the agent's mode."""
+    """The JSON body of one request, for the agent's mode. `sampling`: the settings, or the
+    fields they add (`SamplingParams.to_request_fields`, computed once by the caller)."""
     body: dict[str, Any] = {"model": spec.model}
     if spec.mode == "chat":
-        body["messages"] = [m.to_dict() for m in messages]
+        body["messages"] = [{"role": m.role, "content": m.content} for m in messages]
     else:
         body["prompt"] = render_prompt(spec, messages)
-    body.update(sampling.to_request_fields())
+    body.update(sampling if isinstance(sampling, dict) else sampling.to_request_fields())
     body.update(spec.extra_body)
     return body
 
@@ -88,7 +90,7 @@ def parse_choice(spec: AgentSpec, payload: bytes) -> tuple[str, str, Usage, TopL
     """(text, finish_reason, usage, top logprobs) from a 2xx body; ResponseFormatError when it is
     not one. Top logprobs are None unless the request asked for them and the server sent them."""
     try:
-        data = json.loads(payload)
+        data = compact_json.loads(payload)
         choice = data["choices"][0]
         text = choice["message"]["content"] if spec.mode == "chat" else choice["text"]
     except (ValueError, KeyError, IndexError, TypeError) as exc:
