@@ -7,6 +7,7 @@ replay and a resume would pay again.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Any
@@ -15,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from toa.agents.spec import AgentSpec
-from toa.store.records import messages_json, request_hash, request_key
+from toa.store.records import RequestIdentity, messages_json, request_hash, request_key
 from toa.types import Message, SamplingParams
 
 URL = ("http://127.0.0.1:1/v1",)
@@ -105,3 +106,20 @@ def test_hash_from_parts_is_the_documented_json(
     assert request_hash(spec, msgs, sampling, encoded=messages_json(msgs)) == expected
     seedless = {k: v for k, v in spec.sampling.to_request_fields().items() if k != "seed"}
     assert request_key(spec, msgs) == documented_hash(spec, msgs, seedless)
+
+
+@given(specs, messages, st.integers(0, 2**31 - 1), st.one_of(st.none(), st.integers(0, 99)))
+def test_one_pass_identity_is_the_key_and_the_seeded_hash(
+    spec: AgentSpec, msgs: list[Message], seed: int, own_seed: int | None
+) -> None:
+    """`RequestIdentity` (what the engine's context uses: the text up to the sampling hashed
+    once) gives `request_key` and `request_hash` of the seeded request, whatever seed the agent's
+    own sampling holds."""
+    spec = dataclasses.replace(spec, sampling=dataclasses.replace(spec.sampling, seed=own_seed))
+    identity = RequestIdentity(spec, messages_json(msgs))
+    assert identity.key == request_key(spec, msgs)
+    fields, hashed = identity.seeded(seed)
+    assert fields == dataclasses.replace(spec.sampling, seed=seed).to_request_fields()
+    assert hashed == request_hash(spec, msgs, fields)
+    assert hashed == documented_hash(spec, msgs, fields)
+    assert identity.fields.get("seed") is None  # the shared seedless fields stay seedless

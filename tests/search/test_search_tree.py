@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 from tree_checks import check_round_trip
 
 from toa.search import SearchTree, back_up
+from toa.search.tree import Node
 from toa.types import Completion, Usage
 
 
@@ -108,6 +110,8 @@ def test_json_round_trip_is_exact() -> None:
     check_round_trip(tree)
     data = tree.to_dict()
     assert "children" not in data["nodes"][0]
+    fields = [f.name for f in dataclasses.fields(Node) if f.name != "children"]
+    assert all(list(node) == fields for node in data["nodes"])  # every field, in order
     assert data["nodes"][2]["usage"] == {"prompt_tokens": 3, "completion_tokens": None}
     assert SearchTree.from_dict(json.loads(json.dumps(data))).live_responses_at_depth(1) == 1
 

@@ -50,6 +50,7 @@ from toa.rewards.base import RewardModel
 from toa.settings import Price
 from toa.store.cache import CachedGeneration, GenerationCache
 from toa.store.records import (
+    RequestIdentity,
     call_seed,
     failed_record,
     messages_json,
@@ -64,7 +65,6 @@ from toa.types import (
     Completion,
     Message,
     Prompt,
-    SamplingParams,
     Score,
     ScoreFailure,
     Usage,
@@ -176,6 +176,8 @@ class PromptContext:
         }
         self._cache = cache
         self._occurrences: Counter[str] = Counter()  # generate calls so far, by request key
+        # messages' JSON by the messages object (kept, so that its id is not reused)
+        self._encoded: dict[int, tuple[Sequence[Message], str]] = {}
         self._agents = pool.names
         self._pending: list[asyncio.Future[None]] = []
 
@@ -190,9 +192,7 @@ class PromptContext:
         self, agent: str, messages: Sequence[Message], *, node_id: int
     ) -> Completion:
         client = self._pool[agent]
-        encoded = messages_json(messages)  # encoded once for the request's key and its hash
-        sampling = self._seeded(client.spec, messages, encoded)
-        key = request_hash(client.spec, messages, sampling.to_request_fields(), encoded=encoded)
+        seed, key = self._identify(client.spec, messages)
         stored = self._stored_calls.get(node_id)
         if stored is not None and stored.agent == agent and stored.request_hash == key:
             return self._replay(stored, client.spec)
@@ -214,7 +214,7 @@ class PromptContext:
                 raise
         started = time.time()
         try:
-            completion = await client.generate(messages, sampling=sampling)
+            completion = await client.generate(messages, seed=seed)
         except AgentError as error:
             self._count_failure(agent)
             self._store_call(failed_record(self.prompt.id, node_id, agent, key, error, started))
@@ -228,19 +228,29 @@ class PromptContext:
             self._cache.put(key, completion)
         return completion
 
-    def _seeded(
-        self, spec: AgentSpec, messages: Sequence[Message], encoded: str | None = None
-    ) -> SamplingParams:
-        """The agent's sampling with this request's seed; counts the request's occurrence.
+    def _identify(self, spec: AgentSpec, messages: Sequence[Message]) -> tuple[int, str]:
+        """(seed, request hash) of this request; counts the request's occurrence.
+
+        The seed comes from the request's key (`request_key`) and occurrence, the hash from
+        the request with that seed (`request_hash`): one `RequestIdentity` makes both. The
+        messages' JSON is made once per messages object (a strategy sends the same fresh
+        request to every agent).
 
         Synchronous on purpose: concurrent calls started in one order (`asyncio.gather`) take
         their occurrence indexes in that order, on the first run and on a resume alike.
         """
-        key = request_key(spec, messages, encoded=encoded)
+        found = self._encoded.get(id(messages))
+        if found is not None and found[0] is messages:
+            encoded = found[1]
+        else:
+            encoded = messages_json(messages)
+            self._encoded[id(messages)] = (messages, encoded)  # holds it: the id stays its own
+        identity = RequestIdentity(spec, encoded)
+        key = identity.key
         occurrence = self._occurrences[key]
         self._occurrences[key] = occurrence + 1
         seed = call_seed(self._run_seed, self.prompt.id, key, occurrence)
-        return replace(spec.sampling, seed=seed)
+        return seed, identity.seeded(seed)[1]
 
     def _from_cache(self, hit: CachedGeneration, node_id: int, spec: AgentSpec) -> Completion:
         """A cache hit: counted like a call (no request sent) and stored as the node's call."""

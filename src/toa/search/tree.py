@@ -127,15 +127,34 @@ class Node:
         return self.kind == "response" and not self.failed and not self.scored
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict of the node (without the derived `children`)."""
-        out: dict[str, Any] = {name: getattr(self, name) for name in _NODE_FIELDS}
-        out["parents"] = list(self.parents)
-        if self.usage is not None:
-            out["usage"] = {
-                "prompt_tokens": self.usage.prompt_tokens,
-                "completion_tokens": self.usage.completion_tokens,
-            }
-        return out
+        """A JSON-ready dict of the node (without the derived `children`), keys in
+        `_NODE_FIELDS` order (written out: once per node of every stored tree)."""
+        usage = self.usage
+        return {
+            "id": self.id,
+            "parent": self.parent,
+            "kind": self.kind,
+            "depth": self.depth,
+            "agent": self.agent,
+            "action": self.action,
+            "parents": list(self.parents),
+            "text": self.text,
+            "reward": self.reward,
+            "q": self.q,
+            "visits": self.visits,
+            "value_sum": self.value_sum,
+            "prior_visits": self.prior_visits,
+            "prior_value_sum": self.prior_value_sum,
+            "failures": self.failures,
+            "error": self.error,
+            "reward_error": self.reward_error,
+            "usage": None
+            if usage is None
+            else {
+                "prompt_tokens": usage.prompt_tokens,
+                "completion_tokens": usage.completion_tokens,
+            },
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Node:
@@ -357,10 +376,12 @@ class SearchTree:
 
 def back_up(tree: SearchTree, node_id: int, value: float) -> None:
     """Add one visit and `value` to `node_id` and every ancestor up to the root."""
-    for ancestor in tree.ancestors(node_id):
-        node = tree.nodes[ancestor]
+    nodes = tree.nodes
+    while node_id != NO_PARENT:  # `tree.ancestors`, without a generator (once per play)
+        node = nodes[node_id]
         node.visits += 1
         node.value_sum += value
+        node_id = node.parent
 
 
 def _reward(node: Node) -> float:

@@ -18,7 +18,7 @@ from toa.errors import AgentError
 from toa.store.run_store import CallRecord, RewardRecord
 from toa.types import Completion, Message, Score, ScoreFailure
 
-__all__ = ["call_seed", "request_hash", "request_key"]
+__all__ = ["RequestIdentity", "call_seed", "request_hash", "request_key"]
 
 
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -55,15 +55,15 @@ def _canonical_encoder() -> Callable[[Any], str]:
 
 _encode = _canonical_encoder()
 
-_HEADS: dict[int, tuple[AgentSpec, str, str, str, str]] = {}
+_HEADS: dict[int, tuple[AgentSpec, str, str, str, str, dict[str, Any]]] = {}
 """Per agent spec (by identity, the spec kept alive beside it): the canonical JSON around the
-messages and the sampling, and the seedless sampling's JSON; built once per spec."""
+messages and the sampling, the seedless sampling's JSON and fields; built once per spec."""
 
 
-def _spec_parts(spec: AgentSpec) -> tuple[str, str, str, str]:
+def _spec_parts(spec: AgentSpec) -> tuple[str, str, str, str, dict[str, Any]]:
     """(text before the messages, text between messages and sampling, text after the sampling,
-    the seedless sampling's JSON) of the canonical request JSON: its keys, sorted, are agent,
-    extra_body, messages, mode, model, sampling, template (see `request_hash`)."""
+    the seedless sampling's JSON, its fields) of the canonical request JSON: its keys, sorted,
+    are agent, extra_body, messages, mode, model, sampling, template (see `request_hash`)."""
     found = _HEADS.get(id(spec))
     if found is not None and found[0] is spec:
         return found[1:]
@@ -72,11 +72,12 @@ def _spec_parts(spec: AgentSpec) -> tuple[str, str, str, str]:
     head = f'{{"agent":{encode(spec.name)},"extra_body":{encode(dict(spec.extra_body))},"messages":'
     middle = f',"mode":{encode(spec.mode)},"model":{encode(spec.model)},"sampling":'
     tail = f',"template":{encode(template)}}}'
-    seedless = encode(replace(spec.sampling, seed=None).to_request_fields())
+    fields = replace(spec.sampling, seed=None).to_request_fields()
     if len(_HEADS) >= 1024:  # specs are few; a long test session must not grow this forever
         _HEADS.clear()
-    _HEADS[id(spec)] = (spec, head, middle, tail, seedless)
-    return head, middle, tail, seedless
+    seedless = encode(fields)
+    _HEADS[id(spec)] = (spec, head, middle, tail, seedless, fields)
+    return head, middle, tail, seedless, fields
 
 
 def messages_json(messages: Sequence[Message]) -> str:
@@ -107,7 +108,7 @@ def request_hash(
 
 
 def _hash(spec: AgentSpec, messages: Sequence[Message], sampling: str, encoded: str | None) -> str:
-    head, middle, tail, _ = _spec_parts(spec)
+    head, middle, tail, _, _ = _spec_parts(spec)
     body = encoded if encoded is not None else messages_json(messages)
     text = f"{head}{body}{middle}{sampling}{tail}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -116,6 +117,32 @@ def _hash(spec: AgentSpec, messages: Sequence[Message], sampling: str, encoded: 
 def request_key(spec: AgentSpec, messages: Sequence[Message], *, encoded: str | None = None) -> str:
     """The request hash without a seed: what identical requests have in common."""
     return _hash(spec, messages, _spec_parts(spec)[3], encoded)
+
+
+class RequestIdentity:
+    """One request's key, then its hash once its seed is known, from one pass over its text.
+
+    ``RequestIdentity(spec, encoded).key`` is ``request_key(spec, messages)`` and
+    ``.seeded(seed)`` is ``(fields, request_hash(spec, messages, fields))`` with ``fields`` the
+    agent's sampling fields with that seed (`encoded`: `messages_json(messages)`). The
+    canonical text up to the sampling is hashed once and both digests go on from a copy.
+    """
+
+    __slots__ = ("_prefix", "_tail", "fields", "key")
+
+    def __init__(self, spec: AgentSpec, encoded: str) -> None:
+        head, middle, self._tail, seedless, self.fields = _spec_parts(spec)
+        self._prefix = hashlib.sha256(f"{head}{encoded}{middle}".encode())
+        keyed = self._prefix.copy()
+        keyed.update(f"{seedless}{self._tail}".encode())
+        self.key: str = keyed.hexdigest()
+
+    def seeded(self, seed: int) -> tuple[dict[str, Any], str]:
+        """(the sampling fields with `seed`, the request hash with them)."""
+        fields = {**self.fields, "seed": seed}
+        hashed = self._prefix.copy()
+        hashed.update(f"{_encode(fields)}{self._tail}".encode())
+        return fields, hashed.hexdigest()
 
 
 def call_seed(run_seed: int, prompt_id: str, request_key: str, occurrence: int) -> int:

@@ -31,7 +31,7 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -45,11 +45,16 @@ if TYPE_CHECKING:
     import asyncio
 
 
+_loop_getter: list[Callable[[], asyncio.AbstractEventLoop]] = []
+
+
 def _running_loop() -> asyncio.AbstractEventLoop:
     """The caller's event loop. asyncio loads with the first write, not with a reader."""
-    import asyncio
+    if not _loop_getter:
+        import asyncio
 
-    return asyncio.get_running_loop()
+        _loop_getter.append(asyncio.get_running_loop)
+    return _loop_getter[0]()
 
 
 __all__ = [
