@@ -49,6 +49,7 @@ from typing import Literal
 
 from toa.errors import ConfigError, TOAError
 from toa.search.context import derive_rng
+from toa.search.draws import gamma_sampler
 from toa.search.plays import Play, TOAConfig
 from toa.search.priors import COLD_GAIN, Prior, Spread, rank_evidence
 from toa.search.steps import record_score
@@ -180,6 +181,7 @@ class BayesState:
             config=record,
         )
         self.rng = derive_rng(seed, prompt.id)
+        self._gamma = gamma_sampler(self.rng)  # `rng.gammavariate`, draw for draw
         self.history: list[float] = []
         self._spread = Spread()  # of `history`, kept as it grows
         self._ranked: list[tuple[float, int]] = []  # scored responses as `tree.ranked()` orders
@@ -251,21 +253,26 @@ class BayesState:
         # Beta draw is ``y / (y + z)`` of two Gamma draws, as `random.betavariate` makes it; a
         # margin is `Belief.sample_gain`), so seeded trees stay the same. Each action's value
         # is compared as it comes; ties keep their order for `rng.choice`.
-        gamma = self.rng.gammavariate
+        gamma = self._gamma
         pow_ = math.pow
         top = -1.0
         winners: list[tuple[Kind, str]] = []
         fresh_prior = self._fresh_prior
+        evidence = self._rank_evidence
         for agent in usable:
             belief = self._fresh[agent]
-            shape, rate = self._fresh_posterior(agent, belief)
+            prior = fresh_prior[agent]
+            found = evidence.get(agent) or self._evidence_of(agent)
+            # `Belief.fresh_params`, written out
+            bad = belief.losses + belief.pending
+            shape = prior.a + found[0] + bad
+            rate = prior.b + found[1] + bad * LOSS_LOG_RANK
             mean = shape / rate
             strength = mean + spread * (gamma(shape, 1.0 / rate) - mean)
             strength = strength if strength > 0.0 else 0.0
             if best_at is None:  # nothing to beat yet: the strongest writer goes first
                 value = strength
             else:
-                prior = fresh_prior[agent]
                 weight = prior.gain_weight + belief.gained
                 mean = (prior.gain * prior.gain_weight + belief.gain) / weight
                 gain = mean + spread * (gamma(weight, mean / weight) - mean)
@@ -386,16 +393,20 @@ class BayesState:
         return found
 
     def _fresh_posterior(self, agent: str, belief: Belief) -> tuple[float, float]:
-        found = self._rank_evidence.get(agent)
-        if found is None:  # recomputed only after the pool of fresh answers changed
-            answers = log_rank = 0.0
-            if len(self._pool) >= 2:  # one answer alone says nothing about its writer
-                for reward in self._fresh_rewards[agent]:
-                    weight, evidence = rank_evidence(reward, self._pool)
-                    answers += weight
-                    log_rank += evidence
-            found = self._rank_evidence[agent] = (answers, log_rank)
+        found = self._rank_evidence.get(agent) or self._evidence_of(agent)
         return belief.fresh_params(self._fresh_prior[agent], *found)
+
+    def _evidence_of(self, agent: str) -> tuple[float, float]:
+        """(weight, weighted -log u) of `agent`'s fresh answers in the pool, kept until the pool
+        changes (then recomputed)."""
+        answers = log_rank = 0.0
+        if len(self._pool) >= 2:  # one answer alone says nothing about its writer
+            for reward in self._fresh_rewards[agent]:
+                weight, evidence = rank_evidence(reward, self._pool)
+                answers += weight
+                log_rank += evidence
+        found = self._rank_evidence[agent] = (answers, log_rank)
+        return found
 
     def _best_percentile(self) -> float | None:
         """Where the best response stands in the pool of fresh answers, in (0, 1); None: no best.
