@@ -118,8 +118,9 @@ def test_one_pass_identity_is_the_key_and_the_seeded_hash(
     spec = dataclasses.replace(spec, sampling=dataclasses.replace(spec.sampling, seed=own_seed))
     identity = RequestIdentity(spec, messages_json(msgs))
     assert identity.key == request_key(spec, msgs)
-    fields, hashed = identity.seeded(seed)
-    assert fields == dataclasses.replace(spec.sampling, seed=seed).to_request_fields()
-    assert hashed == request_hash(spec, msgs, fields)
-    assert hashed == documented_hash(spec, msgs, fields)
-    assert identity.fields.get("seed") is None  # the shared seedless fields stay seedless
+    fields = dataclasses.replace(spec.sampling, seed=seed).to_request_fields()
+    assert identity.hash_with(seed) == request_hash(spec, msgs, fields)
+    assert identity.hash_with(seed) == documented_hash(spec, msgs, fields)
+    assert RequestIdentity(spec, messages_json(msgs)).hash_with(seed + 1) != identity.hash_with(
+        seed
+    )

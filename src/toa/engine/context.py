@@ -250,7 +250,7 @@ class PromptContext:
         occurrence = self._occurrences[key]
         self._occurrences[key] = occurrence + 1
         seed = call_seed(self._run_seed, self.prompt.id, key, occurrence)
-        return seed, identity.seeded(seed)[1]
+        return seed, identity.hash_with(seed)
 
     def _from_cache(self, hit: CachedGeneration, node_id: int, spec: AgentSpec) -> Completion:
         """A cache hit: counted like a call (no request sent) and stored as the node's call."""

@@ -119,30 +119,51 @@ def request_key(spec: AgentSpec, messages: Sequence[Message], *, encoded: str | 
     return _hash(spec, messages, _spec_parts(spec)[3], encoded)
 
 
+_SEEDED: dict[int, tuple[AgentSpec, str, str]] = {}
+"""Per agent spec (by identity, kept alive beside it): the canonical sampling JSON with a seed,
+before and after the seed's digits; built once per spec."""
+
+
+def _seeded_parts(spec: AgentSpec) -> tuple[str, str]:
+    found = _SEEDED.get(id(spec))
+    if found is not None and found[0] is spec:
+        return found[1], found[2]
+    *_, tail, _, fields = _spec_parts(spec)
+    text = _encode({**fields, "seed": 0}) + tail
+    marker = '"seed":0'
+    at = text.index(marker) + len(marker) - 1  # sorted keys: one "seed" key, its value 0
+    if len(_SEEDED) >= 1024:
+        _SEEDED.clear()
+    _SEEDED[id(spec)] = (spec, text[:at], text[at + 1 :])
+    return text[:at], text[at + 1 :]
+
+
 class RequestIdentity:
     """One request's key, then its hash once its seed is known, from one pass over its text.
 
-    ``RequestIdentity(spec, encoded).key`` is ``request_key(spec, messages)`` and
-    ``.seeded(seed)`` is ``(fields, request_hash(spec, messages, fields))`` with ``fields`` the
-    agent's sampling fields with that seed (`encoded`: `messages_json(messages)`). The
-    canonical text up to the sampling is hashed once and both digests go on from a copy.
+    ``RequestIdentity(spec, encoded).key`` is ``request_key(spec, messages)``, and
+    ``.hash_with(seed)`` is ``request_hash(spec, messages, fields)`` with ``fields`` the agent's
+    sampling fields with that seed (`encoded`: `messages_json(messages)`). The canonical text up
+    to the sampling is hashed once and both digests go on from a copy; the seeded sampling's
+    JSON is the agent's, with the seed's digits put in (an int is written as its digits).
     """
 
-    __slots__ = ("_prefix", "_tail", "fields", "key")
+    __slots__ = ("_prefix", "_spec", "key")
 
     def __init__(self, spec: AgentSpec, encoded: str) -> None:
-        head, middle, self._tail, seedless, self.fields = _spec_parts(spec)
+        head, middle, tail, seedless, _ = _spec_parts(spec)
+        self._spec = spec
         self._prefix = hashlib.sha256(f"{head}{encoded}{middle}".encode())
         keyed = self._prefix.copy()
-        keyed.update(f"{seedless}{self._tail}".encode())
+        keyed.update(f"{seedless}{tail}".encode())
         self.key: str = keyed.hexdigest()
 
-    def seeded(self, seed: int) -> tuple[dict[str, Any], str]:
-        """(the sampling fields with `seed`, the request hash with them)."""
-        fields = {**self.fields, "seed": seed}
+    def hash_with(self, seed: int) -> str:
+        """The request hash with the agent's sampling and this `seed`."""
+        before, after = _seeded_parts(self._spec)
         hashed = self._prefix.copy()
-        hashed.update(f"{_encode(fields)}{self._tail}".encode())
-        return fields, hashed.hexdigest()
+        hashed.update(f"{before}{int(seed)}{after}".encode())
+        return hashed.hexdigest()
 
 
 def call_seed(run_seed: int, prompt_id: str, request_key: str, occurrence: int) -> int:
