@@ -175,6 +175,31 @@ async def test_generate_sends_per_request_seed_and_stores_the_call(
     assert record.request_hash == request_hash(a, MESSAGES, sampling.to_request_fields())
 
 
+async def test_a_messages_list_changed_between_calls_is_hashed_as_sent(
+    server: FakeServer, pool: AgentPool, store: RunStore, tmp_path: Path
+) -> None:
+    """The context keeps the JSON of a messages tuple for its next call; a list may change in
+    between (a strategy reusing one), so it is encoded as it is at each call."""
+    ctx = make_ctx(pool, store)
+    messages = [Message("user", "first question")]
+    await ctx.generate("agent_a", messages, node_id=1)
+    messages[0] = Message("user", "second question")
+    await ctx.generate("agent_a", messages, node_id=2)
+    same = (Message("user", "third question"),)
+    await ctx.generate("agent_a", same, node_id=3)
+    await ctx.generate("agent_c", same, node_id=4)
+    await ctx.flush()
+    with StoreReader(tmp_path / "store.sqlite") as reader:
+        stored = reader.calls_for(PROMPT.id)
+    sent = {i + 1: r.body for i, r in enumerate(server.requests)}
+    for node_id, body in sent.items():
+        spec = pool[stored[node_id].agent].spec
+        asked = [Message(m["role"], m["content"]) for m in body["messages"]]
+        fields = dataclasses.replace(spec.sampling, seed=body["seed"]).to_request_fields()
+        assert stored[node_id].request_hash == request_hash(spec, asked, fields)
+    assert sent[2]["messages"][0]["content"] == "second question"
+
+
 async def test_the_seed_follows_the_request_not_the_tree_position(
     server: FakeServer, pool: AgentPool
 ) -> None:

@@ -176,7 +176,7 @@ class PromptContext:
         }
         self._cache = cache
         self._occurrences: Counter[str] = Counter()  # generate calls so far, by request key
-        # messages' JSON by the messages object (kept, so that its id is not reused)
+        # messages' JSON by the messages tuple (kept, so that its id is not reused)
         self._encoded: dict[int, tuple[Sequence[Message], str]] = {}
         self._agents = pool.names
         self._pending: list[asyncio.Future[None]] = []
@@ -233,14 +233,15 @@ class PromptContext:
 
         The seed comes from the request's key (`request_key`) and occurrence, the hash from
         the request with that seed (`request_hash`): one `RequestIdentity` makes both. The
-        messages' JSON is made once per messages object (a strategy sends the same fresh
-        request to every agent).
+        messages' JSON is made once per messages tuple (a strategy sends the same fresh request
+        to every agent; a tuple of frozen messages cannot change in between).
 
         Synchronous on purpose: concurrent calls started in one order (`asyncio.gather`) take
         their occurrence indexes in that order, on the first run and on a resume alike.
         """
-        found = self._encoded.get(id(messages))
-        if found is not None and found[0] is messages:
+        if type(messages) is not tuple:  # a list may be changed between calls: encode it now
+            encoded = messages_json(messages)
+        elif (found := self._encoded.get(id(messages))) is not None and found[0] is messages:
             encoded = found[1]
         else:
             encoded = messages_json(messages)
