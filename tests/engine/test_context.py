@@ -20,6 +20,7 @@ from toa.engine.context import (
     Price,
     PromptContext,
     ReplayedFailure,
+    SpendGate,
     call_seed,
     request_hash,
     request_key,
@@ -528,3 +529,25 @@ def test_compute_to_dict_is_json_ready() -> None:
     d = c.to_dict()
     assert d["cost_usd"] == 0.123457
     assert set(d) >= {"calls", "prompt_tokens", "completion_tokens", "flops", "reward_calls"}
+
+
+async def test_the_spend_gate_lets_calls_through_while_open_and_none_once_closed() -> None:
+    gate = SpendGate()
+    assert gate.try_enter()
+    await gate.enter()
+    assert gate.in_flight == 2
+    gate.close()
+    assert not gate.try_enter()  # nothing new once closed
+    waiting = asyncio.create_task(gate.enter())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # waits until its prompt is cancelled
+    idle = asyncio.create_task(gate.wait_idle())
+    gate.leave()
+    await asyncio.sleep(0)
+    assert not idle.done()
+    gate.leave()
+    await asyncio.wait_for(idle, 1)
+    waiting.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert gate.in_flight == 0

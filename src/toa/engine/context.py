@@ -100,6 +100,13 @@ class SpendGate:
     def closed(self) -> bool:
         return self._closed
 
+    def try_enter(self) -> bool:
+        """Take the right to spend if the gate is open (no wait); False once closed."""
+        if self._closed:
+            return False
+        self.in_flight += 1
+        return True
+
     async def enter(self) -> None:
         """Wait for the right to spend: at once while open; never once closed."""
         if self._closed:
@@ -179,6 +186,7 @@ class PromptContext:
         # messages' JSON by the messages tuple (kept, so that its id is not reused)
         self._encoded: dict[int, tuple[Sequence[Message], str]] = {}
         self._agents = pool.names
+        self._clients = {name: pool[name] for name in self._agents}  # asked on every play
         self._pending: list[asyncio.Future[None]] = []
 
     @property
@@ -186,12 +194,12 @@ class PromptContext:
         return self._agents
 
     def is_available(self, agent: str) -> bool:
-        return self._pool[agent].is_available()
+        return (self._clients.get(agent) or self._pool[agent]).is_available()
 
     async def generate(
         self, agent: str, messages: Sequence[Message], *, node_id: int
     ) -> Completion:
-        client = self._pool[agent]
+        client = self._clients.get(agent) or self._pool[agent]  # the pool names an unknown one
         seed, key = self._identify(client.spec, messages)
         stored = self._stored_calls.get(node_id)
         if stored is not None and stored.agent == agent and stored.request_hash == key:
@@ -206,7 +214,8 @@ class PromptContext:
             return self._from_cache(cached, node_id, client.spec)
         self._check_store()  # a call whose record cannot be stored would be paid for twice
         if self._gate is not None:
-            await self._gate.enter()
+            if not self._gate.try_enter():
+                await self._gate.enter()
             try:
                 self._check_store()  # it may have failed while this call waited
             except StoreError:
@@ -288,7 +297,7 @@ class PromptContext:
                 todo.append(i)
         if todo:
             self._check_store()
-            if self._gate is not None:
+            if self._gate is not None and not self._gate.try_enter():
                 await self._gate.enter()
             try:
                 fresh = await self._score_now(prompt, [responses[i] for i in todo])
