@@ -55,7 +55,7 @@ from toa.search.priors import COLD_GAIN, Prior, Spread, rank_evidence
 from toa.search.steps import record_score
 from toa.search.templates import Templates, aggregate_messages, fresh_messages, refine_messages
 from toa.search.tree import ROOT_ID, SearchTree
-from toa.types import Prompt, Score
+from toa.types import Message, Prompt, Score
 
 __all__ = ["AGGREGATE_WIDTH", "HORIZON_POWER", "BayesState", "Belief", "Kind", "Params"]
 
@@ -207,6 +207,7 @@ class BayesState:
         self._fresh_rewards: dict[str, list[float]] = {a: [] for a in agents}
         self._in_flight: dict[int, _InFlight] = {}
         self._best: int | None = None
+        self._requests: dict[tuple[object, ...], tuple[Message, ...]] = {}  # see `start_play`
 
     @property
     def done(self) -> bool:
@@ -306,26 +307,41 @@ class BayesState:
                 elif value == top:
                     winners.append((kind, agent))
         kind, agent = winners[0] if len(winners) == 1 else self.rng.choice(winners)
+        # A request is the same for every agent that makes it (the fresh one; a refinement of
+        # one response; a merge of the same responses, whose texts never change): each is
+        # rendered once, and the context encodes the same tuple once.
+        requests = self._requests
         if kind == "fresh":
             self._fresh[agent].pending += 1.0
             node_id = self.tree.add_response(self.tree.agent_child(ROOT_ID, agent, "fresh"))
             self._in_flight[node_id] = _InFlight("fresh", agent, ())
-            return Play(node_id, agent, fresh_messages(self.prompt, self.templates))
+            messages = requests.get(())
+            if messages is None:
+                messages = requests[()] = fresh_messages(self.prompt, self.templates)
+            return Play(node_id, agent, messages)
         if kind == "aggregate":
             self._aggregate[agent].pending += 1.0
             arm = self.tree.agent_child(merged[0], agent, "aggregate")
             node_id = self.tree.add_response(arm, parents=merged)
             self._in_flight[node_id] = _InFlight("aggregate", agent, merged)
-            texts = [self.tree.node(i).text or "" for i in merged]
-            return Play(node_id, agent, aggregate_messages(self.prompt, texts, self.templates))
+            key = ("aggregate", *merged)
+            messages = requests.get(key)
+            if messages is None:
+                texts = [self.tree.node(i).text or "" for i in merged]
+                messages = aggregate_messages(self.prompt, texts, self.templates)
+                requests[key] = messages
+            return Play(node_id, agent, messages)
         assert best is not None
         self._refine[agent].pending += 1.0
         node_id = self.tree.add_response(
             self.tree.agent_child(best, agent, "refine"), parents=(best,)
         )
         self._in_flight[node_id] = _InFlight("refine", agent, (best,))
-        text = self.tree.node(best).text or ""
-        return Play(node_id, agent, refine_messages(self.prompt, text, self.templates))
+        messages = requests.get(("refine", best))
+        if messages is None:
+            text = self.tree.node(best).text or ""
+            messages = requests["refine", best] = refine_messages(self.prompt, text, self.templates)
+        return Play(node_id, agent, messages)
 
     def finish_play(self, play: Play, score: Score | None) -> None:
         """Record the play's score (None: the generation failed, already on the tree)."""
