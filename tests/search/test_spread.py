@@ -43,3 +43,13 @@ def test_no_spread_cases() -> None:
     assert reward_spread([1.0, math.inf]) is None
     assert reward_spread([1.0, math.nan]) is None
     assert reward_spread([0.0, 1.0]) == 0.5
+
+
+@given(st.lists(finite | st.floats(-1e-310, 1e-310), max_size=25))
+def test_running_spread_matches_every_prefix_whatever_the_scales(rewards: list[float]) -> None:
+    """Coarse and fine rewards in any order (the sums move to a finer unit as one comes)."""
+    spread = Spread()
+    for i, reward in enumerate(rewards):
+        assert spread.value() == pstdev_or_none(rewards[:i])
+        spread.add(reward)
+    assert spread.value() == pstdev_or_none(rewards)

@@ -223,37 +223,36 @@ class AgentClient:
             ) from exc
 
     async def _call(self, path: str, body: Mapping[str, Any], parse: Parser[T]) -> tuple[T, int]:
-        """(result, attempts) of one logical call; counts it in `stats`."""
-        self.stats.calls += 1
+        """(result, attempts) of one logical call, retried as the policy allows; counts it in
+        `stats`. (The retry loop, each attempt and its breaker verdict are one coroutine each:
+        every call passes through them.)"""
+        stats = self.stats
+        stats.calls += 1
         payload = compact_json.dumps(body)
-        try:
-            result = await self._with_retries(path, payload, parse)
-        except AgentError:
-            self.stats.failed += 1
-            raise
-        self.stats.succeeded += 1
-        return result
-
-    async def _with_retries(self, path: str, payload: bytes, parse: Parser[T]) -> tuple[T, int]:
         policy = self.spec.retry
         last: RetryableAgentError | None = None
-        for attempt in range(1, policy.max_attempts + 1):
-            try:
-                result = await self._attempt(path, payload, parse, last=last)
-            except RetryableAgentError as error:
-                last = error
-                if attempt == policy.max_attempts:
-                    break
-                self.stats.retries += 1
-                retry_after = error.retry_after_s if isinstance(error, RateLimitError) else None
-                delay = policy.delay_s(attempt, self._rng, retry_after)
-                logger.debug("%s; retry %d in %.2f s", error, attempt, delay)
-                await asyncio.sleep(delay)
-            else:
-                return result, attempt
-        assert last is not None
-        last.add_note(f"gave up after {policy.max_attempts} attempts")
-        raise last
+        try:
+            for attempt in range(1, policy.max_attempts + 1):
+                try:
+                    result = await self._attempt(path, payload, parse, last=last)
+                except RetryableAgentError as error:
+                    last = error
+                    if attempt == policy.max_attempts:
+                        break
+                    stats.retries += 1
+                    retry_after = error.retry_after_s if isinstance(error, RateLimitError) else None
+                    delay = policy.delay_s(attempt, self._rng, retry_after)
+                    logger.debug("%s; retry %d in %.2f s", error, attempt, delay)
+                    await asyncio.sleep(delay)
+                else:
+                    stats.succeeded += 1
+                    return result, attempt
+            assert last is not None
+            last.add_note(f"gave up after {policy.max_attempts} attempts")
+            raise last
+        except AgentError:
+            stats.failed += 1
+            raise
 
     def _claim_endpoint(self, *, avoid: str | None) -> Endpoint | None:
         """The ready replica with the fewest requests in flight (preferring not `avoid`)."""
@@ -305,38 +304,32 @@ class AgentClient:
                 raise self._unavailable(last)
             endpoint.in_flight += 1
             self.stats.attempts += 1
+            breaker = endpoint.breaker
+            verdict_given = False
             try:
-                return await self._post_and_judge(endpoint, path, payload, parse)
+                result = await self._post(endpoint, path, payload, parse)
+            except RateLimitError:
+                breaker.record_success()  # busy, but alive
+                verdict_given = True
+                raise
+            except (RetryableAgentError, ResponseFormatError):
+                breaker.record_failure()
+                verdict_given = True
+                raise
+            except FatalAgentError:
+                breaker.record_success()  # it answered: the request was at fault
+                verdict_given = True
+                raise
+            else:
+                breaker.record_success()
+                verdict_given = True
+                return result
             finally:
                 endpoint.in_flight -= 1
+                if not verdict_given:  # cancelled or an unexpected error: free a claimed probe
+                    breaker.release()
         finally:
             slots.give()
-
-    async def _post_and_judge(
-        self, endpoint: Endpoint, path: str, payload: bytes, parse: Parser[T]
-    ) -> T:
-        verdict_given = False
-        try:
-            result = await self._post(endpoint, path, payload, parse)
-        except RateLimitError:
-            endpoint.breaker.record_success()  # busy, but alive
-            verdict_given = True
-            raise
-        except (RetryableAgentError, ResponseFormatError):
-            endpoint.breaker.record_failure()
-            verdict_given = True
-            raise
-        except FatalAgentError:
-            endpoint.breaker.record_success()  # it answered: the request was at fault
-            verdict_given = True
-            raise
-        else:
-            endpoint.breaker.record_success()
-            verdict_given = True
-            return result
-        finally:
-            if not verdict_given:  # cancelled or an unexpected error: free a claimed probe
-                endpoint.breaker.release()
 
     async def _post(self, endpoint: Endpoint, path: str, payload: bytes, parse: Parser[T]) -> T:
         spec = self.spec

@@ -471,16 +471,21 @@ class Spread:
     update: `statistics.pstdev`'s value (the correctly rounded root of the exact variance), from
     running integer sums instead of a pass over every reward with fractions.
 
-    Each finite float is an integer times ``2 ** -1074``; the sums of those integers and of their
-    squares are kept exactly (Python integers), so the variance ``(n * sxx - sx ** 2) / n ** 2``
-    is the exact rational pstdev starts from, and `value` rounds its root once.
+    Each finite float is an integer times a power of two, ``2 ** -scale``; the rewards are kept
+    as integers over the finest such power seen so far (the sums are shifted up when a finer one
+    comes), and the sums of those integers and of their squares are kept exactly (Python
+    integers), so the variance ``(n * sxx - sx ** 2) / (n ** 2 * 4 ** scale)`` is the exact
+    rational pstdev starts from, and `value` rounds its root once. Rewards such as 0.4855 need
+    about 2 ** -54: integers of some 60 bits, not the 1,100 that ``2 ** -1074`` (every float's
+    common unit) would take.
     """
 
-    __slots__ = ("count", "finite", "sx", "sxx")
+    __slots__ = ("count", "finite", "scale", "sx", "sxx")
 
     def __init__(self) -> None:
         self.count = 0
         self.finite = True
+        self.scale = 0
         self.sx = 0
         self.sxx = 0
 
@@ -490,24 +495,27 @@ class Spread:
             self.finite = False
             return
         num, den = reward.as_integer_ratio()  # den is a power of two, at most 2 ** 1074
-        scaled = num << (_EXP_SCALE - den.bit_length() + 1)
-        self.sx += scaled
-        self.sxx += scaled * scaled
+        scale = den.bit_length() - 1
+        if scale > self.scale:  # a finer unit: the sums so far in it
+            up = scale - self.scale
+            self.sx <<= up
+            self.sxx <<= 2 * up
+            self.scale = scale
+        elif scale < self.scale:
+            num <<= self.scale - scale
+        self.sx += num
+        self.sxx += num * num
 
     def value(self) -> float | None:
         """The spread; None with fewer than 2 rewards, no spread, or a non-finite reward."""
         n = self.count
         if n < 2 or not self.finite:
             return None
-        numerator = n * self.sxx - self.sx * self.sx  # variance = numerator / (n * n * 4**1074)
+        numerator = n * self.sxx - self.sx * self.sx  # variance = numerator / (n * n * 4**scale)
         if numerator <= 0:
             return None
-        spread = _sqrt_of_ratio(numerator, n * n << (2 * _EXP_SCALE))
+        spread = _sqrt_of_ratio(numerator, n * n << (2 * self.scale))
         return spread if math.isfinite(spread) else None
-
-
-_EXP_SCALE = 1074
-"""Every finite float is a multiple of ``2 ** -1074`` (the smallest subnormal)."""
 
 
 def _sqrt_of_ratio(n: int, m: int) -> float:
