@@ -507,7 +507,8 @@ class Spread:
         self.sxx += num * num
 
     def value(self) -> float | None:
-        """The spread; None with fewer than 2 rewards, no spread, or a non-finite reward."""
+        """The spread; None with fewer than 2 rewards, no spread (or one too small for a
+        float: rewards 5e-324 apart), or a non-finite reward."""
         n = self.count
         if n < 2 or not self.finite:
             return None
@@ -515,7 +516,8 @@ class Spread:
         if numerator <= 0:
             return None
         spread = _sqrt_of_ratio(numerator, n * n << (2 * self.scale))
-        return spread if math.isfinite(spread) else None
+        # a root below the smallest float rounds to 0.0: no spread to divide by either
+        return spread if 0.0 < spread < math.inf else None
 
 
 def _sqrt_of_ratio(n: int, m: int) -> float:
