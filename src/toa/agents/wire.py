@@ -78,7 +78,7 @@ def build_body(
     fields they add (`SamplingParams.to_request_fields`, computed once by the caller)."""
     body: dict[str, Any] = {"model": spec.model}
     if spec.mode == "chat":
-        body["messages"] = [{"role": m.role, "content": m.content} for m in messages]
+        body["messages"] = [m.to_dict() for m in messages]
     else:
         body["prompt"] = render_prompt(spec, messages)
     body.update(sampling if isinstance(sampling, dict) else sampling.to_request_fields())

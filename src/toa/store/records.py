@@ -55,15 +55,16 @@ def _canonical_encoder() -> Callable[[Any], str]:
 
 _encode = _canonical_encoder()
 
-_HEADS: dict[int, tuple[AgentSpec, str, str, str, str, dict[str, Any]]] = {}
-"""Per agent spec (by identity, the spec kept alive beside it): the canonical JSON around the
-messages and the sampling, the seedless sampling's JSON and fields; built once per spec."""
+_HEADS: dict[int, tuple[AgentSpec, str, str, str, str, str, str]] = {}
+"""Per agent spec (by identity, the spec kept alive beside it): `_spec_parts`; built once per
+spec."""
 
 
-def _spec_parts(spec: AgentSpec) -> tuple[str, str, str, str, dict[str, Any]]:
+def _spec_parts(spec: AgentSpec) -> tuple[str, str, str, str, str, str]:
     """(text before the messages, text between messages and sampling, text after the sampling,
-    the seedless sampling's JSON, its fields) of the canonical request JSON: its keys, sorted,
-    are agent, extra_body, messages, mode, model, sampling, template (see `request_hash`)."""
+    the seedless sampling's JSON, and the seeded sampling's JSON before and after the seed's
+    digits) of the canonical request JSON: its keys, sorted, are agent, extra_body, messages,
+    mode, model, sampling, template (see `request_hash`)."""
     found = _HEADS.get(id(spec))
     if found is not None and found[0] is spec:
         return found[1:]
@@ -73,11 +74,14 @@ def _spec_parts(spec: AgentSpec) -> tuple[str, str, str, str, dict[str, Any]]:
     middle = f',"mode":{encode(spec.mode)},"model":{encode(spec.model)},"sampling":'
     tail = f',"template":{encode(template)}}}'
     fields = replace(spec.sampling, seed=None).to_request_fields()
+    seedless = encode(fields)
+    seeded = encode({**fields, "seed": 0})  # sorted keys: one "seed" key, its value 0
+    at = seeded.index('"seed":0') + len('"seed":')
     if len(_HEADS) >= 1024:  # specs are few; a long test session must not grow this forever
         _HEADS.clear()
-    seedless = encode(fields)
-    _HEADS[id(spec)] = (spec, head, middle, tail, seedless, fields)
-    return head, middle, tail, seedless, fields
+    parts = (head, middle, tail, seedless, seeded[:at], seeded[at + 1 :])
+    _HEADS[id(spec)] = (spec, *parts)
+    return parts
 
 
 def messages_json(messages: Sequence[Message]) -> str:
@@ -108,7 +112,7 @@ def request_hash(
 
 
 def _hash(spec: AgentSpec, messages: Sequence[Message], sampling: str, encoded: str | None) -> str:
-    head, middle, tail, _, _ = _spec_parts(spec)
+    head, middle, tail, *_ = _spec_parts(spec)
     body = encoded if encoded is not None else messages_json(messages)
     text = f"{head}{body}{middle}{sampling}{tail}"
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -117,25 +121,6 @@ def _hash(spec: AgentSpec, messages: Sequence[Message], sampling: str, encoded: 
 def request_key(spec: AgentSpec, messages: Sequence[Message], *, encoded: str | None = None) -> str:
     """The request hash without a seed: what identical requests have in common."""
     return _hash(spec, messages, _spec_parts(spec)[3], encoded)
-
-
-_SEEDED: dict[int, tuple[AgentSpec, str, str]] = {}
-"""Per agent spec (by identity, kept alive beside it): the canonical sampling JSON with a seed,
-before and after the seed's digits; built once per spec."""
-
-
-def _seeded_parts(spec: AgentSpec) -> tuple[str, str]:
-    found = _SEEDED.get(id(spec))
-    if found is not None and found[0] is spec:
-        return found[1], found[2]
-    *_, tail, _, fields = _spec_parts(spec)
-    text = _encode({**fields, "seed": 0}) + tail
-    marker = '"seed":0'
-    at = text.index(marker) + len(marker) - 1  # sorted keys: one "seed" key, its value 0
-    if len(_SEEDED) >= 1024:
-        _SEEDED.clear()
-    _SEEDED[id(spec)] = (spec, text[:at], text[at + 1 :])
-    return text[:at], text[at + 1 :]
 
 
 class RequestIdentity:
@@ -148,11 +133,11 @@ class RequestIdentity:
     JSON is the agent's, with the seed's digits put in (an int is written as its digits).
     """
 
-    __slots__ = ("_prefix", "_spec", "key")
+    __slots__ = ("_after", "_before", "_prefix", "key")
 
     def __init__(self, spec: AgentSpec, encoded: str) -> None:
-        head, middle, tail, seedless, _ = _spec_parts(spec)
-        self._spec = spec
+        head, middle, tail, seedless, before, after = _spec_parts(spec)
+        self._before, self._after = before, after + tail
         self._prefix = hashlib.sha256(f"{head}{encoded}{middle}".encode())
         keyed = self._prefix.copy()
         keyed.update(f"{seedless}{tail}".encode())
@@ -160,9 +145,8 @@ class RequestIdentity:
 
     def hash_with(self, seed: int) -> str:
         """The request hash with the agent's sampling and this `seed`."""
-        before, after = _seeded_parts(self._spec)
         hashed = self._prefix.copy()
-        hashed.update(f"{before}{int(seed)}{after}".encode())
+        hashed.update(f"{self._before}{int(seed)}{self._after}".encode())
         return hashed.hexdigest()
 
 

@@ -31,7 +31,7 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -45,16 +45,11 @@ if TYPE_CHECKING:
     import asyncio
 
 
-_loop_getter: list[Callable[[], asyncio.AbstractEventLoop]] = []
-
-
 def _running_loop() -> asyncio.AbstractEventLoop:
     """The caller's event loop. asyncio loads with the first write, not with a reader."""
-    if not _loop_getter:
-        import asyncio
+    import asyncio
 
-        _loop_getter.append(asyncio.get_running_loop)
-    return _loop_getter[0]()
+    return asyncio.get_running_loop()
 
 
 __all__ = [
